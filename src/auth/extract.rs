@@ -1,0 +1,147 @@
+//! The bearer extractors.
+//!
+//! [`Authenticated`] is stateless: signature and claims, no database read;
+//! it serves the read routes and `/auth/verify`. [`CurrentUser`] also consults
+//! the database (the token's `jti` in the revocation table, the user's
+//! existence and "tokens valid after" time); it serves the logout-sensitive
+//! routes, and its user row is fresh, so a demoted admin is no admin there.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use chrono::DateTime;
+
+use crate::auth::tokens::Claims;
+use crate::db::{self, revocations, users};
+use crate::domain::Role;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The token of the `Authorization` header: `Bearer <jwt>`, or DRF's
+/// `Token <jwt>`. `Ok(None)` when no such credentials were sent.
+pub fn presented_token(req: &HttpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::invalid_token("The Authorization header is malformed."))?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("token") {
+        return Ok(None);
+    }
+    let token = token.trim();
+    if token.is_empty() || token.contains(' ') {
+        return Err(ApiError::invalid_token(
+            "The Authorization header must be `Bearer <token>`.",
+        ));
+    }
+    Ok(Some(token))
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("AppState missing from the app"))
+}
+
+/// Verifies the presented token without touching the database.
+fn verify_stateless(req: &HttpRequest) -> Result<Claims, ApiError> {
+    let token = presented_token(req)?.ok_or_else(ApiError::not_authenticated)?;
+    state(req)?
+        .keys
+        .verify(token)
+        .map_err(|e| ApiError::invalid_token(e.to_string()))
+}
+
+/// A caller with a valid access token, checked statelessly.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Claims);
+
+impl Authenticated {
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(verify_stateless(req).map(Authenticated))
+    }
+}
+
+/// A caller whose token is valid and not revoked, with their current row.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub claims: Claims,
+    pub user: users::User,
+}
+
+impl CurrentUser {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin.as_str()
+    }
+
+    /// Whether the caller may act on the user `id`: themself, or any as admin.
+    pub fn may_manage(&self, id: &str) -> bool {
+        self.user.id == id || self.is_admin()
+    }
+}
+
+/// Whether `claims` were revoked: the `jti` logged out, or issued before the
+/// user's "tokens valid after" time (log out everywhere, password change).
+pub fn check_not_revoked(
+    conn: &mut db::DbConnection,
+    claims: &Claims,
+) -> Result<users::User, ApiError> {
+    let user = users::find(conn, &claims.sub)?
+        .ok_or_else(|| ApiError::invalid_token("The token's user no longer exists."))?;
+    let valid_after =
+        DateTime::<chrono::Utc>::from_naive_utc_and_offset(user.tokens_valid_after, chrono::Utc);
+    if claims.issued_at() < valid_after || revocations::is_revoked(conn, &claims.jti)? {
+        return Err(ApiError::invalid_token("The token has been revoked."));
+    }
+    Ok(user)
+}
+
+impl FromRequest for CurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verified = verify_stateless(req).and_then(|claims| Ok((claims, state(req)?)));
+        Box::pin(async move {
+            let (claims, state) = verified?;
+            let checked = claims.clone();
+            let user = db::run(&state.pool, move |conn| check_not_revoked(conn, &checked)).await?;
+            Ok(CurrentUser { claims, user })
+        })
+    }
+}
+
+/// For routes where a token is optional (registration): a present token must
+/// be valid and unrevoked; an absent one is `None`.
+#[derive(Debug, Clone)]
+pub struct MaybeCurrentUser(pub Option<CurrentUser>);
+
+impl FromRequest for MaybeCurrentUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        match presented_token(req) {
+            Ok(None) => Box::pin(std::future::ready(Ok(MaybeCurrentUser(None)))),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
+            Ok(Some(_)) => {
+                let current = CurrentUser::from_request(req, payload);
+                Box::pin(async move { Ok(MaybeCurrentUser(Some(current.await?))) })
+            }
+        }
+    }
+}

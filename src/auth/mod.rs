@@ -1,0 +1,7 @@
+//! Authentication: passwords, access tokens, refresh tokens, and the request
+//! extractors that check them.
+
+pub mod extract;
+pub mod password;
+pub mod refresh;
+pub mod tokens;

@@ -1,0 +1,564 @@
+//! Access tokens: the key ring, the claims, issuing and verifying.
+//!
+//! Verification trusts nothing in the token header but `kid`: the algorithm
+//! is pinned by configuration, and `exp`, `nbf`, `iat`, `iss`, `aud`, `sub`
+//! and `jti` are all required (jsonwebtoken's defaults would allow 60 s of
+//! leeway, skip `nbf` and require only `exp`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::Role;
+use crate::settings::{Algorithm, DeployEnv, Settings, SettingsError};
+
+/// Shortest HS256 key accepted: RFC 7518 §3.2 asks for at least the hash size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// The claims of a tessera access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    pub role: Role,
+    pub username: String,
+}
+
+impl Claims {
+    /// When the token was issued, to the millisecond: `jti` is a UUIDv7,
+    /// whose timestamp is finer than `iat`'s whole seconds. That precision
+    /// lets "log out everywhere" refuse a token issued a moment before it,
+    /// yet accept one issued a moment after, within the same second.
+    pub fn issued_at(&self) -> DateTime<Utc> {
+        let from_jti = Uuid::parse_str(&self.jti)
+            .ok()
+            .filter(|id| id.get_version_num() == 7)
+            .and_then(|id| id.get_timestamp())
+            .and_then(|ts| {
+                let (secs, nanos) = ts.to_unix();
+                DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+            })
+            .filter(|at| at.timestamp() == self.iat);
+        from_jti.unwrap_or_else(|| DateTime::from_timestamp(self.iat, 0).unwrap_or_default())
+    }
+}
+
+/// Why a token was refused. The message is safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("The token has expired.")]
+    Expired,
+    #[error("The token is not valid yet.")]
+    NotYetValid,
+    #[error("The token has an unknown key id.")]
+    UnknownKey,
+    #[error("The token is malformed or its signature is invalid.")]
+    Invalid,
+}
+
+struct VerificationKey {
+    key: DecodingKey,
+}
+
+/// The signing key and every key that verifies, each known by its `kid`.
+pub struct KeyRing {
+    algorithm: jsonwebtoken::Algorithm,
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verification_keys: HashMap<String, VerificationKey>,
+    validation: Validation,
+    access_ttl_secs: i64,
+    issuer: String,
+    audience: String,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("algorithm", &self.algorithm)
+            .field("signing_kid", &self.signing_kid)
+            .field("verification_kids", &self.verification_keys.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `kid` of an HS256 secret: the first 16 hex digits of its SHA-256, so
+/// every holder of the secret computes the same id without learning more.
+pub fn hmac_kid(secret: &[u8]) -> String {
+    hex::encode(&Sha256::digest(secret)[..8])
+}
+
+impl KeyRing {
+    /// Builds the ring from settings, generating and keeping an HS256 key in
+    /// the data folder when none is configured outside production.
+    pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
+        let algorithm = settings.jwt_algorithm()?;
+        if algorithm != Algorithm::HS256 {
+            return Err(SettingsError::new(
+                "jwt.algorithm",
+                format!("{algorithm} is not supported yet; use HS256"),
+            ));
+        }
+        let current = load_hmac_secret(settings)?;
+        let mut secrets = vec![current];
+        for (index, previous) in settings.jwt.previous_secrets.iter().enumerate() {
+            let bytes = previous.expose_secret().as_bytes();
+            if bytes.len() < MIN_SECRET_BYTES {
+                return Err(SettingsError::new(
+                    "jwt.previous_secrets",
+                    format!("entry {index} is shorter than {MIN_SECRET_BYTES} bytes"),
+                ));
+            }
+            secrets.push(SecretString::from(previous.expose_secret().to_owned()));
+        }
+        Ok(Self::hs256(
+            &secrets,
+            &settings.jwt.issuer,
+            &settings.jwt.audience,
+            settings.jwt.access_ttl_secs,
+            settings.jwt.leeway_secs,
+        ))
+    }
+
+    /// An HS256 ring: the first secret signs, all verify.
+    pub fn hs256(
+        secrets: &[SecretString],
+        issuer: &str,
+        audience: &str,
+        access_ttl_secs: u64,
+        leeway_secs: u64,
+    ) -> Self {
+        let algorithm = jsonwebtoken::Algorithm::HS256;
+        let mut verification_keys = HashMap::new();
+        let mut signing = None;
+        for secret in secrets {
+            let bytes = secret.expose_secret().as_bytes();
+            let kid = hmac_kid(bytes);
+            if signing.is_none() {
+                signing = Some((kid.clone(), EncodingKey::from_secret(bytes)));
+            }
+            verification_keys.insert(
+                kid,
+                VerificationKey {
+                    key: DecodingKey::from_secret(bytes),
+                },
+            );
+        }
+        let (signing_kid, signing_key) =
+            signing.unwrap_or_else(|| (String::new(), EncodingKey::from_secret(&[])));
+        Self {
+            algorithm,
+            signing_kid,
+            signing_key,
+            verification_keys,
+            validation: strict_validation(algorithm, issuer, audience, leeway_secs),
+            access_ttl_secs: i64::try_from(access_ttl_secs).unwrap_or(i64::MAX),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+        }
+    }
+
+    pub fn signing_kid(&self) -> &str {
+        &self.signing_kid
+    }
+
+    pub fn access_ttl_secs(&self) -> i64 {
+        self.access_ttl_secs
+    }
+
+    /// Signs a fresh access token for a user.
+    pub fn issue_access_token(
+        &self,
+        user_id: &str,
+        username: &str,
+        role: Role,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let jti = Uuid::now_v7();
+        let issued_at = jti
+            .get_timestamp()
+            .map_or_else(|| Utc::now().timestamp(), |ts| ts.to_unix().0 as i64);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.to_owned(),
+            exp: issued_at.saturating_add(self.access_ttl_secs),
+            iat: issued_at,
+            nbf: issued_at,
+            jti: jti.to_string(),
+            role,
+            username: username.to_owned(),
+        };
+        let mut header = Header::new(self.algorithm);
+        header.kid = Some(self.signing_kid.clone());
+        let token = encode(&header, &claims, &self.signing_key)?;
+        Ok((token, claims))
+    }
+
+    /// Verifies signature and claims; no database is involved.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let key = self
+            .verification_keys
+            .get(&kid)
+            .ok_or(TokenError::UnknownKey)?;
+        decode::<Claims>(token, &key.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                _ => TokenError::Invalid,
+            })
+    }
+}
+
+/// A `Validation` with every field set on purpose.
+fn strict_validation(
+    algorithm: jsonwebtoken::Algorithm,
+    issuer: &str,
+    audience: &str,
+    leeway_secs: u64,
+) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.algorithms = vec![algorithm];
+    validation.leeway = leeway_secs;
+    validation.reject_tokens_expiring_in_less_than = 0;
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = true;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[audience]);
+    validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    validation
+}
+
+/// The HS256 secret: `jwt.secret`, else `jwt.secret_file`, else (outside
+/// production) a key generated once into `<data_dir>/jwt.key`.
+fn load_hmac_secret(settings: &Settings) -> Result<SecretString, SettingsError> {
+    let jwt = &settings.jwt;
+    let (secret, key) = match (&jwt.secret, &jwt.secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError::new(
+                "jwt.secret",
+                "set either jwt.secret or jwt.secret_file, not both",
+            ));
+        }
+        (Some(secret), None) => (
+            SecretString::from(secret.expose_secret().to_owned()),
+            "jwt.secret",
+        ),
+        (None, Some(path)) => (
+            read_secret_file(path, "jwt.secret_file")?,
+            "jwt.secret_file",
+        ),
+        (None, None) => {
+            if settings.server.env == DeployEnv::Production {
+                return Err(SettingsError::new(
+                    "jwt.secret",
+                    "production (server.env) needs an explicit key: set jwt.secret or jwt.secret_file",
+                ));
+            }
+            (
+                generated_secret(&settings.server.data_dir)?,
+                "server.data_dir",
+            )
+        }
+    };
+    if secret.expose_secret().len() < MIN_SECRET_BYTES {
+        return Err(SettingsError::new(
+            key,
+            format!("the HS256 key must be at least {MIN_SECRET_BYTES} bytes"),
+        ));
+    }
+    Ok(secret)
+}
+
+fn read_secret_file(path: &Path, key: &str) -> Result<SecretString, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SettingsError::new(key, format!("cannot read {}: {e}", path.display())))?;
+    // A trailing newline from `echo` or an editor is not part of the key.
+    Ok(SecretString::from(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+/// Reads `<data_dir>/jwt.key`, creating it (mode 0600) on first start.
+fn generated_secret(data_dir: &Path) -> Result<SecretString, SettingsError> {
+    let path = data_dir.join("jwt.key");
+    if path.exists() {
+        return read_secret_file(&path, "server.data_dir");
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        SettingsError::new(
+            "server.data_dir",
+            format!("cannot create {}: {e}", data_dir.display()),
+        )
+    })?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    write_private_file(&path, secret.as_bytes()).map_err(|e| {
+        SettingsError::new(
+            "server.data_dir",
+            format!("cannot write {}: {e}", path.display()),
+        )
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        "no jwt.secret configured: generated an HS256 key and kept it in the data folder; \
+         set jwt.secret or jwt.secret_file for production"
+    );
+    Ok(SecretString::from(secret))
+}
+
+/// Creates a new file readable by its owner only.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{Algorithm as Alg, EncodingKey, Header, encode};
+    use serde_json::json;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+    fn ring() -> KeyRing {
+        KeyRing::hs256(&[SecretString::from(SECRET)], "tessera", "tessera", 900, 30)
+    }
+
+    fn now() -> i64 {
+        Utc::now().timestamp()
+    }
+
+    fn valid_claims() -> serde_json::Value {
+        json!({
+            "iss": "tessera", "aud": "tessera", "sub": "user-1",
+            "exp": now() + 600, "iat": now(), "nbf": now(),
+            "jti": Uuid::now_v7().to_string(), "role": "user", "username": "alice",
+        })
+    }
+
+    fn sign(claims: &serde_json::Value, secret: &str) -> String {
+        let mut header = Header::new(Alg::HS256);
+        header.kid = Some(hmac_kid(secret.as_bytes()));
+        encode(
+            &header,
+            claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_issued_token_verifies_with_its_claims() {
+        let ring = ring();
+        let (token, claims) = ring.issue_access_token("u1", "alice", Role::Admin).unwrap();
+        let verified = ring.verify(&token).unwrap();
+        assert_eq!(verified, claims);
+        assert_eq!(verified.exp - verified.iat, 900);
+        assert_eq!(verified.nbf, verified.iat);
+    }
+
+    #[test]
+    fn the_header_names_the_kid_and_typ() {
+        let (token, _) = ring()
+            .issue_access_token("u1", "alice", Role::User)
+            .unwrap();
+        let header = decode_header(&token).unwrap();
+        assert_eq!(
+            header.kid.as_deref(),
+            Some(hmac_kid(SECRET.as_bytes()).as_str())
+        );
+        assert_eq!(header.typ.as_deref(), Some("JWT"));
+        assert_eq!(header.alg, Alg::HS256);
+    }
+
+    #[test]
+    fn a_hand_signed_token_with_all_claims_verifies() {
+        assert!(ring().verify(&sign(&valid_claims(), SECRET)).is_ok());
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let header = URL_SAFE_NO_PAD.encode(
+            json!({"alg": "none", "typ": "JWT", "kid": hmac_kid(SECRET.as_bytes())}).to_string(),
+        );
+        let payload = URL_SAFE_NO_PAD.encode(valid_claims().to_string());
+        for token in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
+            assert_eq!(ring().verify(&token), Err(TokenError::Invalid));
+        }
+    }
+
+    #[test]
+    fn another_algorithm_is_refused() {
+        let mut header = Header::new(Alg::HS512);
+        header.kid = Some(hmac_kid(SECRET.as_bytes()));
+        let token = encode(
+            &header,
+            &valid_claims(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(ring().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_tampered_payload_is_refused() {
+        let token = sign(&valid_claims(), SECRET);
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut claims = valid_claims();
+        claims["role"] = json!("admin");
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            parts[2]
+        );
+        assert_eq!(ring().verify(&forged), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn a_wrong_key_with_the_right_kid_is_refused() {
+        let mut header = Header::new(Alg::HS256);
+        header.kid = Some(hmac_kid(SECRET.as_bytes()));
+        let token = encode(
+            &header,
+            &valid_claims(),
+            &EncodingKey::from_secret(b"another-secret-another-secret-0123"),
+        )
+        .unwrap();
+        assert_eq!(ring().verify(&token), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn an_unknown_or_missing_kid_is_refused() {
+        let other = "another-secret-another-secret-0123";
+        assert_eq!(
+            ring().verify(&sign(&valid_claims(), other)),
+            Err(TokenError::UnknownKey)
+        );
+        let token = encode(
+            &Header::new(Alg::HS256),
+            &valid_claims(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(ring().verify(&token), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_beyond_the_leeway() {
+        let mut claims = valid_claims();
+        claims["exp"] = json!(now() - 31);
+        assert_eq!(
+            ring().verify(&sign(&claims, SECRET)),
+            Err(TokenError::Expired)
+        );
+        claims["exp"] = json!(now() - 5);
+        assert!(
+            ring().verify(&sign(&claims, SECRET)).is_ok(),
+            "within leeway"
+        );
+    }
+
+    #[test]
+    fn a_future_nbf_is_refused_beyond_the_leeway() {
+        let mut claims = valid_claims();
+        claims["nbf"] = json!(now() + 120);
+        assert_eq!(
+            ring().verify(&sign(&claims, SECRET)),
+            Err(TokenError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn a_wrong_issuer_or_audience_is_refused() {
+        for (claim, value) in [("iss", "someone-else"), ("aud", "another-service")] {
+            let mut claims = valid_claims();
+            claims[claim] = json!(value);
+            assert_eq!(
+                ring().verify(&sign(&claims, SECRET)),
+                Err(TokenError::Invalid),
+                "{claim}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_missing_claim_is_refused() {
+        for claim in [
+            "iss", "aud", "sub", "exp", "iat", "nbf", "jti", "role", "username",
+        ] {
+            let mut claims = valid_claims();
+            claims.as_object_mut().unwrap().remove(claim);
+            assert!(ring().verify(&sign(&claims, SECRET)).is_err(), "{claim}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for token in ["", "a.b.c", "not a token", "....", "eyJ.eyJ.sig"] {
+            assert!(ring().verify(token).is_err(), "{token:?}");
+        }
+    }
+
+    #[test]
+    fn a_previous_secret_still_verifies() {
+        let old = "retired-secret-retired-secret-01234";
+        let ring = KeyRing::hs256(
+            &[SecretString::from(SECRET), SecretString::from(old)],
+            "tessera",
+            "tessera",
+            900,
+            30,
+        );
+        assert!(ring.verify(&sign(&valid_claims(), old)).is_ok());
+        assert_eq!(ring.signing_kid(), hmac_kid(SECRET.as_bytes()));
+    }
+
+    #[test]
+    fn issued_at_has_millisecond_precision_from_the_jti() {
+        let (_, claims) = ring()
+            .issue_access_token("u1", "alice", Role::User)
+            .unwrap();
+        let at = claims.issued_at();
+        assert_eq!(at.timestamp(), claims.iat);
+        assert!((Utc::now() - at).num_seconds() < 5);
+    }
+
+    #[test]
+    fn debug_output_names_no_secret() {
+        let text = format!("{:?}", ring());
+        assert!(!text.contains(SECRET));
+    }
+}

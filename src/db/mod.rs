@@ -1,0 +1,201 @@
+//! Storage: one connection type over SQLite and PostgreSQL, the pool, the
+//! embedded migrations, and [`run`], the only way request code reaches diesel.
+
+pub mod refresh_tokens;
+pub mod revocations;
+pub mod schema;
+pub mod users;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::R2D2Connection;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::settings::{DatabaseSettings, SettingsError};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// One connection type for both backends, chosen at run time by the URL.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// `database.url`, parsed: which backend, and where.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(SecretString),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            DatabaseUrl::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    pub fn parse(url: &SecretString) -> Result<Self, SettingsError> {
+        let url = url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(SettingsError::new(
+                    "database.url",
+                    "sqlite:// needs a file path, e.g. sqlite://data/tessera.db",
+                ));
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(SecretString::from(url.to_owned())))
+        } else {
+            Err(SettingsError::new(
+                "database.url",
+                "must start with sqlite:// or postgres://",
+            ))
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Opens one connection, configured for concurrent service use.
+    pub fn establish(&self) -> ConnectionResult<DbConnection> {
+        match self {
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    ConnectionError::InvalidConnectionUrl("non-UTF-8 SQLite path".to_owned())
+                })?;
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL lets readers proceed during a write; busy_timeout makes
+                // writers queue instead of failing; NORMAL is durable in WAL.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL;
+                     PRAGMA busy_timeout = 5000;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;",
+                )
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(
+                url.expose_secret(),
+            )?)),
+        }
+    }
+}
+
+/// The r2d2 manager: establishes the right variant and applies the pragmas.
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<DbConnection, ConnectionError> {
+        self.url.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), ConnectionError> {
+        conn.ping()
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// No connection could be had (pool exhausted or database unreachable), or
+/// the blocking pool refused the work.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("database connection unavailable: {0}")]
+    Unavailable(#[from] r2d2::Error),
+    #[error("blocking task failed: {0}")]
+    Blocking(String),
+}
+
+/// Builds the pool and checks that one connection can be made, so a bad URL
+/// or an unreachable server stops startup.
+pub fn connect(settings: &DatabaseSettings) -> Result<(Pool, DatabaseUrl), SettingsError> {
+    let url = DatabaseUrl::parse(&settings.url)?;
+    if let DatabaseUrl::Sqlite(path) = &url {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                SettingsError::new(
+                    "database.url",
+                    format!("cannot create {}: {e}", parent.display()),
+                )
+            })?;
+        }
+    }
+    // Fail fast with the driver's own message rather than r2d2's timeout.
+    url.establish()
+        .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
+    let pool = r2d2::Pool::builder()
+        .max_size(settings.pool_size)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .build(Manager { url: url.clone() })
+        .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
+    Ok((pool, url))
+}
+
+/// Applies the pending migrations of the connection's backend.
+pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(applied.iter().map(ToString::to_string).collect())
+}
+
+/// Runs blocking diesel work on the blocking thread pool, never on an HTTP
+/// worker, carrying the caller's tracing span. A pool timeout becomes
+/// [`PoolError`], which the HTTP layer answers with 503.
+pub async fn run<T, E, F>(pool: &Pool, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: From<PoolError> + Send + 'static,
+{
+    let pool = pool.clone();
+    let span = tracing::Span::current();
+    actix_web::rt::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let mut conn = pool.get().map_err(PoolError::from)?;
+        work(&mut conn)
+    })
+    .await
+    .map_err(|e| PoolError::Blocking(e.to_string()))?
+}
+
+/// Current time, truncated to microseconds: what both backends store, so a
+/// value read back compares equal to the one written.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    let now = chrono::Utc::now().naive_utc();
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
+}

@@ -1,0 +1,152 @@
+//! The `refresh_tokens` table: only SHA-256 hashes of the tokens are stored.
+//! Every use rotates a token; rotated rows stay (until they expire) so that a
+//! replayed token is recognised and its whole family revoked.
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::prelude::*;
+
+use super::DbConnection;
+use super::schema::refresh_tokens;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshToken {
+    pub token_hash: String,
+    pub family_id: String,
+    pub user_id: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub rotated_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct NewRefreshToken<'a> {
+    pub token_hash: &'a str,
+    pub family_id: &'a str,
+    pub user_id: &'a str,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+/// What presenting a refresh token came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was current (or inside the reuse grace window); its
+    /// successor has been stored.
+    Rotated { user_id: String },
+    /// The token had already been rotated: its family is now revoked.
+    ReuseDetected { user_id: String },
+    /// Unknown (never issued, revoked, or pruned) or expired.
+    Invalid,
+}
+
+pub fn insert(conn: &mut DbConnection, token: &NewRefreshToken<'_>) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(token)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<RefreshToken>> {
+    refresh_tokens::table
+        .find(token_hash)
+        .select(RefreshToken::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Atomically retires `presented_hash` and stores `successor_hash` in its
+/// family. The conditional UPDATE comes first, so of several concurrent
+/// callers exactly one claims the token: on PostgreSQL the row lock makes the
+/// others re-check `rotated_at`, on SQLite the write lock serialises them.
+pub fn rotate(
+    conn: &mut DbConnection,
+    presented_hash: &str,
+    successor_hash: &str,
+    now: NaiveDateTime,
+    ttl: TimeDelta,
+    reuse_grace: TimeDelta,
+) -> QueryResult<Rotation> {
+    conn.transaction(|conn| {
+        let claimed = diesel::update(
+            refresh_tokens::table
+                .find(presented_hash)
+                .filter(refresh_tokens::rotated_at.is_null())
+                .filter(refresh_tokens::expires_at.gt(now)),
+        )
+        .set(refresh_tokens::rotated_at.eq(now))
+        .execute(conn)?;
+        let Some(presented) = find(conn, presented_hash)? else {
+            return Ok(Rotation::Invalid);
+        };
+        if claimed == 0 {
+            if presented.expires_at <= now {
+                return Ok(Rotation::Invalid);
+            }
+            let within_grace = presented
+                .rotated_at
+                .is_some_and(|rotated| now < rotated + reuse_grace);
+            if !within_grace {
+                revoke_family(conn, &presented.family_id)?;
+                return Ok(Rotation::ReuseDetected {
+                    user_id: presented.user_id,
+                });
+            }
+        }
+        insert(
+            conn,
+            &NewRefreshToken {
+                token_hash: successor_hash,
+                family_id: &presented.family_id,
+                user_id: &presented.user_id,
+                created_at: now,
+                expires_at: now + ttl,
+            },
+        )?;
+        Ok(Rotation::Rotated {
+            user_id: presented.user_id,
+        })
+    })
+}
+
+/// Deletes every token of a family.
+pub fn revoke_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<usize> {
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::family_id.eq(family_id)))
+        .execute(conn)
+}
+
+/// Revokes the family of `token_hash` if that token belongs to `user_id`.
+pub fn revoke_family_of(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    user_id: &str,
+) -> QueryResult<usize> {
+    match find(conn, token_hash)? {
+        Some(token) if token.user_id == user_id => revoke_family(conn, &token.family_id),
+        _ => Ok(0),
+    }
+}
+
+/// Deletes every refresh token of a user.
+pub fn revoke_all_for_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(user_id))).execute(conn)
+}
+
+/// Deletes up to `batch` expired tokens; returns how many went.
+pub fn prune_expired(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    let expired = refresh_tokens::table
+        .filter(refresh_tokens::expires_at.le(now))
+        .select(refresh_tokens::token_hash)
+        .limit(batch)
+        .load::<String>(conn)?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    diesel::delete(refresh_tokens::table.filter(refresh_tokens::token_hash.eq_any(&expired)))
+        .execute(conn)
+}

@@ -1,0 +1,26 @@
+use serde::{Deserialize, Serialize};
+
+/// A user's role; travels in the `role` claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "user" => Ok(Role::User),
+            "admin" => Ok(Role::Admin),
+            _ => Err("Must be \"user\" or \"admin\".".to_owned()),
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! `/auth/*`: login, refresh, logout, logout-all, verify, introspect.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::extract::{Authenticated, CurrentUser, check_not_revoked};
+use crate::auth::refresh;
+use crate::auth::tokens::Claims;
+use crate::db::{self, refresh_tokens, revocations, users};
+use crate::domain::Role;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::body::{JsonBody, JsonOrFormBody, OptionalJsonBody};
+use crate::state::AppState;
+
+/// The OAuth 2.0 token response (RFC 6749 §5.1).
+#[derive(Serialize)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    refresh_expires_in: i64,
+}
+
+/// Sent with `Cache-Control: no-store`, as RFC 6749 §5.1 requires.
+fn token_response(body: TokenResponse) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+        .json(body)
+}
+
+/// Signs an access token for `user` around an already-stored refresh token.
+fn token_pair(
+    state: &AppState,
+    user: &users::User,
+    refresh_token: SecretString,
+) -> ApiResult<TokenResponse> {
+    let role = Role::parse(&user.role).map_err(ApiError::internal)?;
+    let (access_token, _) = state
+        .keys
+        .issue_access_token(&user.id, &user.username, role)
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.keys.access_ttl_secs(),
+        refresh_token: refresh_token.expose_secret().to_owned(),
+        refresh_expires_in: state.refresh_ttl.num_seconds(),
+    })
+}
+
+/// Starts a new refresh-token family for `user` and answers with the pair.
+pub async fn start_session(state: &AppState, user: users::User) -> ApiResult<HttpResponse> {
+    let (refresh_token, hash) = refresh::generate();
+    let ttl = state.refresh_ttl;
+    let user_id = user.id.clone();
+    db::run(&state.pool, move |conn| {
+        let now = db::now();
+        refresh_tokens::insert(
+            conn,
+            &refresh_tokens::NewRefreshToken {
+                token_hash: &hash,
+                family_id: &uuid::Uuid::new_v4().to_string(),
+                user_id: &user_id,
+                created_at: now,
+                expires_at: now + ttl,
+            },
+        )
+        .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(token_response(token_pair(state, &user, refresh_token)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    username: String,
+    password: SecretString,
+}
+
+/// `POST /auth/login`: username (or email) and password for a token pair.
+pub async fn login(
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<LoginRequest>,
+) -> ApiResult<HttpResponse> {
+    let identifier = body.username.trim().to_lowercase();
+    let user = if identifier.is_empty() {
+        None
+    } else {
+        db::run(&state.pool, move |conn| {
+            users::find_by_login(conn, &identifier).map_err(ApiError::from)
+        })
+        .await?
+    };
+    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+    let password = SecretString::from(body.password.expose_secret().to_owned());
+    let outcome = state
+        .hasher
+        .verify(body.password, stored_hash)
+        .await
+        .map_err(ApiError::internal)?;
+    let user = match user {
+        Some(user) if outcome.matches => user,
+        _ => return Err(ApiError::invalid_credentials()),
+    };
+    if outcome.needs_rehash {
+        upgrade_hash(&state, &user, password).await;
+    }
+    start_session(&state, user).await
+}
+
+/// Re-hashes a password with the configured cost after a successful login.
+/// Best effort: a failure is logged and the login still succeeds.
+async fn upgrade_hash(state: &AppState, user: &users::User, password: SecretString) {
+    let new_hash = match state.hasher.hash(password).await {
+        Ok(hash) => hash,
+        Err(error) => {
+            tracing::warn!(%error, "could not upgrade a password hash");
+            return;
+        }
+    };
+    let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
+    let result = db::run(&state.pool, move |conn| {
+        users::upgrade_password_hash(conn, &id, &old_hash, &new_hash).map_err(ApiError::from)
+    })
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost")
+        }
+        Err(error) => tracing::warn!(%error, "could not store an upgraded password hash"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    refresh_token: SecretString,
+}
+
+/// `POST /auth/refresh`: rotates the refresh token; a replayed one revokes
+/// its whole family.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<RefreshRequest>,
+) -> ApiResult<HttpResponse> {
+    let presented_hash = refresh::hash(body.refresh_token.expose_secret());
+    let (successor, successor_hash) = refresh::generate();
+    let (ttl, grace) = (state.refresh_ttl, state.refresh_reuse_grace);
+    let user = db::run(&state.pool, move |conn| {
+        let now = db::now();
+        match refresh_tokens::rotate(conn, &presented_hash, &successor_hash, now, ttl, grace)? {
+            refresh_tokens::Rotation::Rotated { user_id } => {
+                Ok::<_, ApiError>(users::find(conn, &user_id)?)
+            }
+            refresh_tokens::Rotation::ReuseDetected { user_id } => {
+                tracing::warn!(%user_id, "refresh token reuse detected: family revoked");
+                Ok(None)
+            }
+            refresh_tokens::Rotation::Invalid => Ok(None),
+        }
+    })
+    .await?
+    .ok_or_else(|| ApiError::invalid_token("The refresh token is invalid, expired or revoked."))?;
+    Ok(token_response(token_pair(&state, &user, successor)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    #[serde(default)]
+    refresh_token: Option<SecretString>,
+}
+
+fn to_naive(timestamp: i64) -> chrono::NaiveDateTime {
+    DateTime::from_timestamp(timestamp, 0)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        .naive_utc()
+}
+
+/// `POST /auth/logout`: revokes this access token and, if given, the family
+/// of a refresh token of the same user.
+pub async fn logout(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+    OptionalJsonBody(body): OptionalJsonBody<LogoutRequest>,
+) -> ApiResult<HttpResponse> {
+    let refresh_hash = body
+        .and_then(|b| b.refresh_token)
+        .map(|token| refresh::hash(token.expose_secret()));
+    let claims = current.claims;
+    db::run(&state.pool, move |conn| {
+        revocations::revoke(conn, &claims.jti, &claims.sub, to_naive(claims.exp))?;
+        if let Some(hash) = refresh_hash {
+            refresh_tokens::revoke_family_of(conn, &hash, &claims.sub)?;
+        }
+        Ok::<_, ApiError>(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Makes every token of `user_id` issued before now fail on logout-sensitive
+/// routes, and deletes all their refresh tokens.
+pub fn revoke_all_tokens(conn: &mut db::DbConnection, user_id: &str) -> Result<(), ApiError> {
+    let now = db::now();
+    users::update(
+        conn,
+        user_id,
+        &users::UserChanges {
+            tokens_valid_after: Some(now),
+            ..Default::default()
+        },
+    )?;
+    refresh_tokens::revoke_all_for_user(conn, user_id)?;
+    Ok(())
+}
+
+/// `POST /auth/logout-all`.
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    current: CurrentUser,
+) -> ApiResult<HttpResponse> {
+    let claims = current.claims;
+    db::run(&state.pool, move |conn| {
+        revoke_all_tokens(conn, &claims.sub)?;
+        // The caller's own token too, even if issued within the same millisecond.
+        revocations::revoke(conn, &claims.jti, &claims.sub, to_naive(claims.exp))?;
+        Ok::<_, ApiError>(())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /auth/verify`: stateless; for gateways' forward-auth.
+pub async fn verify(Authenticated(claims): Authenticated) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Ok(value) = HeaderValue::from_str(&claims.sub) {
+        response.insert_header(("X-User-Id", value));
+    }
+    response.insert_header(("X-User-Role", claims.role.as_str()));
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    response.json(claims)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectRequest {
+    token: SecretString,
+    #[serde(default)]
+    #[allow(
+        dead_code,
+        reason = "RFC 7662 allows the hint; every token type is tried anyway"
+    )]
+    token_type_hint: Option<String>,
+}
+
+/// The RFC 7662 introspection response.
+#[derive(Serialize, Default)]
+pub struct Introspection {
+    active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iat: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<String>,
+}
+
+impl Introspection {
+    fn of_access_token(claims: Claims) -> Self {
+        Self {
+            active: true,
+            token_type: Some("access_token"),
+            sub: Some(claims.sub),
+            username: Some(claims.username),
+            role: Some(claims.role),
+            exp: Some(claims.exp),
+            iat: Some(claims.iat),
+            nbf: Some(claims.nbf),
+            iss: Some(claims.iss),
+            aud: Some(claims.aud),
+            jti: Some(claims.jti),
+        }
+    }
+}
+
+/// `POST /auth/introspect`: whether a token (access or refresh) is active,
+/// revocation included. Anything invalid is just `{"active": false}`.
+pub async fn introspect(
+    state: web::Data<AppState>,
+    _caller: CurrentUser,
+    JsonOrFormBody(body): JsonOrFormBody<IntrospectRequest>,
+) -> ApiResult<HttpResponse> {
+    let token = body.token.expose_secret();
+    let verified = state.keys.verify(token).ok();
+    let refresh_hash = refresh::hash(token);
+    let result = db::run(&state.pool, move |conn| {
+        if let Some(claims) = verified {
+            return match check_not_revoked(conn, &claims) {
+                Ok(_) => Ok(Introspection::of_access_token(claims)),
+                Err(error) if error.code() == crate::error::ErrorCode::InvalidToken => {
+                    Ok(Introspection::default())
+                }
+                Err(error) => Err(error),
+            };
+        }
+        let now = db::now();
+        Ok(match refresh_tokens::find(conn, &refresh_hash)? {
+            Some(row) if row.rotated_at.is_none() && row.expires_at > now => Introspection {
+                active: true,
+                token_type: Some("refresh_token"),
+                sub: Some(row.user_id),
+                exp: Some(row.expires_at.and_utc().timestamp()),
+                iat: Some(row.created_at.and_utc().timestamp()),
+                ..Default::default()
+            },
+            _ => Introspection::default(),
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(result))
+}

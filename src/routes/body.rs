@@ -1,0 +1,303 @@
+//! Request body extractors that answer in problem+json and never echo a value
+//! back (a mistyped password must not appear in an error message).
+//!
+//! Syntax errors are 400 `parse_error`; well-formed bodies with missing,
+//! unknown or mistyped fields are 422 `validation_failed` naming the field;
+//! a body over `server.max_body_bytes` is 413; a body that is not JSON (or,
+//! where accepted, form data) is 415.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ErrorCode, FieldErrors};
+
+/// The field name DRF uses for errors that concern the whole body.
+const NON_FIELD_ERRORS: &str = "non_field_errors";
+
+/// A JSON body deserialized into `T`.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+/// A JSON body if one was sent; an empty body is `None`.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+/// A JSON or `application/x-www-form-urlencoded` body (RFC 7662 clients
+/// send form data).
+#[derive(Debug)]
+pub struct JsonOrFormBody<T>(pub T);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Json,
+    Form,
+    Other,
+    Missing,
+}
+
+fn body_kind(req: &HttpRequest) -> BodyKind {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return BodyKind::Missing;
+    };
+    let Ok(mime) = value.to_str() else {
+        return BodyKind::Other;
+    };
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    {
+        BodyKind::Json
+    } else if essence == "application/x-www-form-urlencoded" {
+        BodyKind::Form
+    } else {
+        BodyKind::Other
+    }
+}
+
+fn unsupported_media_type(accepted: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!("The request body must be {accepted}."),
+    )
+}
+
+fn payload_error(error: actix_web::Error) -> ApiError {
+    match error.as_error::<PayloadError>() {
+        Some(PayloadError::Overflow) => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.")
+        }
+        _ => ApiError::new(ErrorCode::ParseError, "The request body could not be read."),
+    }
+}
+
+type BodyFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+/// Reads the whole body (bounded by the app's `PayloadConfig`).
+fn read_body(req: &HttpRequest, payload: &mut Payload) -> BodyFuture<web::Bytes> {
+    let bytes = web::Bytes::from_request(req, payload);
+    Box::pin(async move { bytes.await.map_err(payload_error) })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let kind = body_kind(req);
+        let bytes = read_body(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await?;
+            if kind != BodyKind::Json {
+                return Err(unsupported_media_type("application/json"));
+            }
+            parse_json(&bytes).map(JsonBody)
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJsonBody<T> {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let kind = body_kind(req);
+        let bytes = read_body(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalJsonBody(None));
+            }
+            if kind != BodyKind::Json {
+                return Err(unsupported_media_type("application/json"));
+            }
+            parse_json(&bytes).map(|value| OptionalJsonBody(Some(value)))
+        })
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonOrFormBody<T> {
+    type Error = ApiError;
+    type Future = BodyFuture<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let kind = body_kind(req);
+        let bytes = read_body(req, payload);
+        Box::pin(async move {
+            let bytes = bytes.await?;
+            match kind {
+                BodyKind::Json => parse_json(&bytes).map(JsonOrFormBody),
+                BodyKind::Form => parse_form(&bytes).map(JsonOrFormBody),
+                _ => Err(unsupported_media_type(
+                    "application/json or application/x-www-form-urlencoded",
+                )),
+            }
+        })
+    }
+}
+
+/// Parses a JSON body strictly, mapping serde's errors to problem details.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => field_error(&path, &inner.to_string()),
+            serde_json::error::Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
+                ApiError::new(
+                    ErrorCode::ParseError,
+                    "The request body is empty; a JSON object is expected.",
+                )
+            }
+            _ => ApiError::new(
+                ErrorCode::ParseError,
+                format!(
+                    "The request body is not valid JSON: {}.",
+                    strip_position(&inner.to_string())
+                ),
+            ),
+        }
+    })?;
+    deserializer.end().map_err(|_| {
+        ApiError::new(
+            ErrorCode::ParseError,
+            "The request body is not valid JSON: trailing characters after the object.",
+        )
+    })?;
+    Ok(value)
+}
+
+/// Parses an urlencoded form with the same error mapping.
+pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded_parse(bytes));
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|error| field_error(&error.path().to_string(), &error.into_inner().to_string()))
+}
+
+fn form_urlencoded_parse(bytes: &[u8]) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(bytes)
+}
+
+fn strip_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |index| &message[..index])
+}
+
+/// Turns serde's data error into `{field: [message]}` without echoing the
+/// offending value: `invalid type: string "hunter2", expected u32` would
+/// otherwise leak whatever the client sent.
+fn field_error(path: &str, message: &str) -> ApiError {
+    let message = strip_position(message);
+    let backticked = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let (field, text) = if let Some(name) = backticked("missing field `") {
+        (join_path(path, &name), "This field is required.".to_owned())
+    } else if let Some(name) = backticked("unknown field `") {
+        let field = if path.ends_with(&name) {
+            path.to_owned()
+        } else {
+            join_path(path, &name)
+        };
+        (field, "Unknown field.".to_owned())
+    } else if let Some((_, expected)) = message.rsplit_once(", expected ") {
+        (
+            path.to_owned(),
+            format!("Invalid value: expected {expected}."),
+        )
+    } else {
+        (path.to_owned(), "Invalid value.".to_owned())
+    };
+    let field = if field.is_empty() || field == "." {
+        NON_FIELD_ERRORS.to_owned()
+    } else {
+        field
+    };
+    ApiError::validation(FieldErrors::from([(field, vec![text])]))
+}
+
+fn join_path(path: &str, name: &str) -> String {
+    if path.is_empty() || path == "." {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Login {
+        username: String,
+        password: String,
+    }
+
+    fn code_of<T: std::fmt::Debug>(result: Result<T, ApiError>) -> ErrorCode {
+        result.unwrap_err().code()
+    }
+
+    #[test]
+    fn a_well_formed_body_parses() {
+        let login: Login = parse_json(br#"{"username":"a","password":"b"}"#).unwrap();
+        assert_eq!(login.username, "a");
+    }
+
+    #[test]
+    fn syntax_errors_are_parse_errors() {
+        assert_eq!(
+            code_of(parse_json::<Login>(b"{\"username\":")),
+            ErrorCode::ParseError
+        );
+        assert_eq!(code_of(parse_json::<Login>(b"")), ErrorCode::ParseError);
+        assert_eq!(
+            code_of(parse_json::<Login>(br#"{"username":"a","password":"b"} x"#)),
+            ErrorCode::ParseError
+        );
+    }
+
+    #[test]
+    fn missing_unknown_and_mistyped_fields_are_validation_errors() {
+        for body in [
+            &br#"{"username":"a"}"#[..],
+            br#"{"username":"a","password":"b","admin":true}"#,
+            br#"{"username":"a","password":12345678}"#,
+            br#"[1,2]"#,
+        ] {
+            assert_eq!(
+                code_of(parse_json::<Login>(body)),
+                ErrorCode::ValidationFailed
+            );
+        }
+    }
+
+    #[test]
+    fn a_mistyped_value_is_not_echoed() {
+        let error = parse_json::<Login>(br#"{"username":"a","password":987654321}"#).unwrap_err();
+        let response = actix_web::ResponseError::error_response(&error);
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .unwrap()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("987654321"));
+    }
+}

@@ -1,0 +1,199 @@
+//! Building the application: settings -> database, keys, hasher -> a bound
+//! HTTP server. Tests build it on port 0 and read [`Application::port`].
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{
+    ErrorHandlerResponse, ErrorHandlers, NormalizePath, TrailingSlash, from_fn,
+};
+use actix_web::{App, HttpServer, ResponseError, web};
+use chrono::TimeDelta;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::tokens::KeyRing;
+use crate::db::{self, Pool, refresh_tokens, revocations};
+use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
+use crate::settings::{Settings, SettingsError};
+use crate::state::AppState;
+use crate::telemetry;
+
+/// Rows deleted per statement when pruning, so a large backlog never holds a
+/// long lock.
+const PRUNE_BATCH: i64 = 1000;
+
+pub struct Application {
+    server: Server,
+    port: u16,
+    pool: Pool,
+    prune_interval: Duration,
+}
+
+/// Why the application could not start: a setting (named), or the listener.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("cannot listen on `server.bind`: {0}")]
+    Bind(std::io::Error),
+}
+
+impl Application {
+    /// Connects and migrates the database, loads the keys, binds the
+    /// listener, and wires the routes. Nothing is served until
+    /// [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let state = build_state(&settings).await?;
+        let pool = state.pool.clone();
+        let state = web::Data::from(Arc::new(state));
+        let address = settings.bind_address()?;
+        let listener = TcpListener::bind(address).map_err(StartupError::Bind)?;
+        let port = listener.local_addr().map_err(StartupError::Bind)?.port();
+        let max_body = settings.server.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::QueryConfig::default().error_handler(|error, _| {
+                    ApiError::new(
+                        ErrorCode::InvalidQuery,
+                        format!("Invalid query string: {error}."),
+                    )
+                    .into()
+                }))
+                .configure(crate::routes::configure)
+                .default_service(web::to(crate::routes::not_found))
+                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(from_fn(telemetry::request_id))
+        })
+        .workers(settings.workers())
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(30))
+        .shutdown_timeout(30)
+        .listen(listener)
+        .map_err(StartupError::Bind)?
+        .run();
+        Ok(Self {
+            server,
+            port,
+            pool,
+            prune_interval: Duration::from_secs(settings.database.prune_interval_secs),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM (actix drains in-flight requests), pruning
+    /// expired rows in the background meanwhile.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let pruner = actix_web::rt::spawn(prune_forever(self.pool, self.prune_interval));
+        let result = self.server.await;
+        pruner.abort();
+        result
+    }
+}
+
+/// Everything the handlers share, built from settings; a bad setting or an
+/// unreachable database is an error naming the setting.
+pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError> {
+    let keys = KeyRing::from_settings(settings)?;
+    let hasher = PasswordHasher::new(
+        &settings.password,
+        std::thread::available_parallelism().map_or(1, usize::from),
+    )?;
+    let database = settings.database.clone();
+    let pool = actix_web::rt::task::spawn_blocking(move || {
+        let (pool, url) = db::connect(&database)?;
+        let mut conn = pool
+            .get()
+            .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
+        let applied = db::migrate(&mut conn)
+            .map_err(|e| SettingsError::new("database.url", format!("migration failed: {e}")))?;
+        for migration in applied {
+            tracing::info!(%migration, backend = url.backend_name(), "applied migration");
+        }
+        Ok::<_, SettingsError>(pool)
+    })
+    .await
+    .map_err(|e| SettingsError::new("database.url", e.to_string()))??;
+    Ok(AppState {
+        pool,
+        keys,
+        hasher,
+        registration: settings.auth.registration,
+        refresh_ttl: secs(settings.jwt.refresh_ttl_secs),
+        refresh_reuse_grace: secs(settings.jwt.refresh_reuse_grace_secs),
+    })
+}
+
+fn secs(value: u64) -> TimeDelta {
+    TimeDelta::try_seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
+        .unwrap_or(TimeDelta::MAX)
+}
+
+/// Deletes expired refresh tokens and revocation rows, in batches, forever.
+async fn prune_forever(pool: Pool, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        let result = db::run(&pool, |conn| {
+            let now = db::now();
+            let mut pruned = 0;
+            for prune in [refresh_tokens::prune_expired, revocations::prune_expired] {
+                loop {
+                    let deleted = prune(conn, now, PRUNE_BATCH)?;
+                    pruned += deleted;
+                    if deleted < PRUNE_BATCH as usize {
+                        break;
+                    }
+                }
+            }
+            Ok::<_, ApiError>(pruned)
+        })
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned expired tokens"),
+            Err(error) => tracing::warn!(%error, "pruning expired tokens failed"),
+        }
+    }
+}
+
+/// Turns any error response that is not problem+json yet (actix's own 404,
+/// 405, 413, ...) into one, so clients see one error format.
+fn problem_for_bare_errors<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
+    }
+    let status = response.status();
+    let code = ErrorCode::ALL
+        .into_iter()
+        .find(|code| code.status() == status && *code != ErrorCode::InvalidCurrentPassword)
+        .unwrap_or(if status.is_server_error() {
+            ErrorCode::InternalError
+        } else {
+            ErrorCode::ParseError
+        });
+    let detail = status.canonical_reason().unwrap_or("Error").to_owned();
+    let (request, _) = response.into_parts();
+    let problem = ApiError::new(code, format!("{detail}.")).error_response();
+    Ok(ErrorHandlerResponse::Response(
+        ServiceResponse::new(request, problem).map_into_right_body(),
+    ))
+}
