@@ -1,0 +1,10 @@
+//! The black-box suite: every test drives a real tessera over HTTP, once on
+//! SQLite and once on PostgreSQL (when `TESSERA_TEST_POSTGRES_URL` is set).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod errors;
+mod helpers;
+mod ops;
+mod users;
