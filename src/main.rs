@@ -9,7 +9,9 @@ fn main() -> ExitCode {
     match actix_web::rt::System::new().block_on(tessera::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("tessera: {error}");
+            // One line, whatever the driver's message looked like.
+            let line = error.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("tessera: {line}");
             ExitCode::from(2)
         }
     }

@@ -1,0 +1,214 @@
+//! The `tessera` binary as an operator meets it: subcommands, settings from
+//! files and environment, and one clear line when a setting is bad.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef-0123";
+
+/// `tessera ARGS` in a fresh directory, with only the given TESSERA_ variables.
+fn tessera(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command.args(args).current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TESSERA") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("TESSERA__PASSWORD__ARGON2_MEMORY_KIB", "1024")
+        .env("TESSERA__PASSWORD__ARGON2_ITERATIONS", "1")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn tessera");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().expect("tessera output")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn migrate_creates_the_sqlite_database_in_the_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(dir.path(), &["migrate"], &[], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.path().join("data/tessera.db").is_file());
+    let again = tessera(dir.path(), &["migrate"], &[], "");
+    assert!(again.status.success());
+    assert!(stderr(&again).contains("up to date"));
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "user",
+        "create",
+        "--username",
+        "root",
+        "--email",
+        "root@example.com",
+        "--admin",
+    ];
+    let output = tessera(
+        dir.path(),
+        &args,
+        &[("TESSERA__JWT__SECRET", SECRET)],
+        "correct horse battery\n",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("admin"));
+    assert!(!stderr(&output).contains("correct horse"));
+    let duplicate = tessera(dir.path(), &args, &[], "correct horse battery\n");
+    assert!(!duplicate.status.success());
+    assert!(
+        stderr(&duplicate).contains("conflict"),
+        "{}",
+        stderr(&duplicate)
+    );
+}
+
+#[test]
+fn user_create_refuses_a_short_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "user",
+        "create",
+        "--username",
+        "bob",
+        "--email",
+        "bob@example.com",
+    ];
+    let output = tessera(dir.path(), &args, &[], "short\n");
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("password"));
+}
+
+/// A bad setting stops startup with one line that names the key.
+fn assert_refused(env: &[(&str, &str)], key: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(dir.path(), &["serve"], env, "");
+    assert!(!output.status.success(), "started with {env:?}");
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("tessera:")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains(key), "{text}");
+}
+
+#[test]
+fn an_unknown_algorithm_stops_startup_naming_the_setting() {
+    assert_refused(&[("TESSERA__JWT__ALGORITHM", "none")], "jwt.algorithm");
+}
+
+#[test]
+fn a_short_secret_stops_startup_naming_the_setting() {
+    assert_refused(&[("TESSERA__JWT__SECRET", "too-short")], "jwt.secret");
+}
+
+#[test]
+fn an_unreadable_secret_file_stops_startup_naming_the_setting() {
+    assert_refused(
+        &[("TESSERA__JWT__SECRET_FILE", "/nonexistent/key")],
+        "jwt.secret_file",
+    );
+}
+
+#[test]
+fn production_without_an_explicit_key_refuses_to_start() {
+    assert_refused(&[("TESSERA__SERVER__ENV", "production")], "jwt.secret");
+}
+
+#[test]
+fn a_bad_bind_address_stops_startup_naming_the_setting() {
+    assert_refused(
+        &[("TESSERA__SERVER__BIND", "not-an-address")],
+        "server.bind",
+    );
+}
+
+#[test]
+fn an_unreachable_database_stops_startup_naming_the_setting() {
+    assert_refused(
+        &[
+            ("TESSERA__JWT__SECRET", SECRET),
+            (
+                "TESSERA__DATABASE__URL",
+                "postgres://nobody@127.0.0.1:1/none",
+            ),
+        ],
+        "database.url",
+    );
+}
+
+#[test]
+fn an_unknown_database_scheme_stops_startup_naming_the_setting() {
+    assert_refused(&[("TESSERA__DATABASE__URL", "mysql://x")], "database.url");
+}
+
+#[test]
+fn a_misspelt_environment_key_stops_startup_naming_it() {
+    assert_refused(&[("TESSERA__SERVER__BINDD", "0.0.0.0:1")], "bindd");
+}
+
+#[test]
+fn a_config_file_named_by_tessera_config_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra.toml");
+    std::fs::write(&file, "[jwt]\nalgorithm = \"XS999\"\n").unwrap();
+    let output = tessera(
+        dir.path(),
+        &["migrate"],
+        &[("TESSERA_CONFIG", file.to_str().unwrap())],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("jwt.algorithm"));
+}
+
+#[test]
+fn the_generated_key_is_kept_private_in_the_data_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "user",
+        "create",
+        "--username",
+        "k",
+        "--email",
+        "k@example.com",
+    ];
+    // `user create` does not need the key; `serve` makes it. Start and stop serve.
+    let _ = tessera(dir.path(), &args, &[], "correct horse battery\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .current_dir(dir.path())
+        .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let key = dir.path().join("data/jwt.key");
+    for _ in 0..100 {
+        if key.is_file() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let metadata = std::fs::metadata(&key).expect("jwt.key generated");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o600);
+    }
+    assert!(std::fs::read_to_string(&key).unwrap().len() >= 32);
+}
