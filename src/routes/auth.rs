@@ -208,7 +208,15 @@ pub async fn logout(
 /// Makes every token of `user_id` issued before now fail on logout-sensitive
 /// routes, and deletes all their refresh tokens.
 pub fn revoke_all_tokens(conn: &mut db::DbConnection, user_id: &str) -> Result<(), ApiError> {
-    let now = db::now();
+    // Truncated to the millisecond, the precision of `Claims::issued_at`: a
+    // token issued after this call, even within the same millisecond, must
+    // not look older than it.
+    let now = {
+        use chrono::{DurationRound, TimeDelta};
+        let now = db::now();
+        now.duration_trunc(TimeDelta::milliseconds(1))
+            .unwrap_or(now)
+    };
     users::update(
         conn,
         user_id,

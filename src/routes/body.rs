@@ -147,7 +147,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrFormBody<T> {
 }
 
 /// Parses a JSON body strictly, mapping serde's errors to problem details.
+/// Request bodies are JSON objects: serde would also read a struct from an
+/// array of its fields in order, which no client means to send.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::validation(FieldErrors::from([(
+            NON_FIELD_ERRORS.to_owned(),
+            vec!["Expected a JSON object, not an array.".to_owned()],
+        )])));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
@@ -282,6 +290,7 @@ mod tests {
             br#"{"username":"a","password":"b","admin":true}"#,
             br#"{"username":"a","password":12345678}"#,
             br#"[1,2]"#,
+            br#" ["a", "b"]"#,
         ] {
             assert_eq!(
                 code_of(parse_json::<Login>(body)),

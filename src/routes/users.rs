@@ -337,7 +337,11 @@ pub async fn update(
         .role
         .and_then(|raw| validator.check("role", Role::parse(&raw)));
     validator.finish()?;
+    let nothing_to_change = username.is_none() && email.is_none() && role.is_none();
     let user = db::run(&state.pool, move |conn| {
+        if nothing_to_change {
+            return users::find(conn, &id)?.ok_or_else(no_such_user);
+        }
         conn.transaction(|conn| {
             let username_lower = username.as_ref().map(Username::canonical);
             let email_lower = email.as_ref().map(Email::canonical);

@@ -1,1 +1,338 @@
-//! (being written)
+//! The error surface: problem+json bodies with stable codes for malformed,
+//! mistyped, oversized and mislabelled bodies; no leaked secrets or internals;
+//! the headers every error (and every response) carries.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app};
+
+backend_tests!(
+    malformed_json_is_a_parse_error,
+    an_empty_body_is_a_parse_error,
+    a_json_array_body_is_a_validation_error,
+    a_mistyped_field_is_a_validation_error_that_does_not_echo_the_value,
+    a_body_without_content_type_is_unsupported_media_type,
+    a_text_plain_body_is_unsupported_media_type,
+    a_body_over_the_size_limit_is_payload_too_large,
+    an_unknown_json_field_is_a_validation_error_naming_it,
+    a_failed_login_leaks_no_secret_or_internals,
+    a_conflict_leaks_no_secret_or_internals,
+    a_validation_error_leaks_no_secret_or_internals,
+    a_missing_token_gets_a_bearer_challenge,
+    an_invalid_token_gets_an_invalid_token_challenge,
+    a_wrong_method_gets_405_with_allow,
+    every_success_response_carries_a_request_id,
+    every_error_response_carries_a_request_id,
+);
+
+/// `POST /auth/login` with a raw body and an optional Content-Type.
+async fn post_raw(
+    app: &TestApp,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.expect("request")
+}
+
+/// Asserts a problem response and that its raw text hides `secret` and any
+/// trace of hashes, SQL or a stack trace.
+async fn assert_problem_without_leaks(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+    secret: &str,
+) -> Value {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let text = response.text().await.expect("body");
+    for forbidden in [
+        secret,
+        "$argon2",
+        "SELECT",
+        "INSERT",
+        "select ",
+        "insert into",
+        "panicked",
+        "backtrace",
+        "src/",
+        ".rs:",
+    ] {
+        assert!(!text.contains(forbidden), "{forbidden:?} in {text}");
+    }
+    let body: Value = serde_json::from_str(&text).expect("problem json");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    body
+}
+
+async fn malformed_json_is_a_parse_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = post_raw(
+        &app,
+        "/auth/login",
+        Some("application/json"),
+        r#"{"username": "alice", "password": "#,
+    )
+    .await;
+    assert_problem(response, 400, "parse_error").await;
+}
+
+async fn an_empty_body_is_a_parse_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = post_raw(&app, "/auth/login", Some("application/json"), "").await;
+    assert_problem(response, 400, "parse_error").await;
+}
+
+async fn a_json_array_body_is_a_validation_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("alice").await;
+    // The right credentials, but positionally: a body must be an object.
+    let body = json!(["alice", PASSWORD]).to_string();
+    let response = post_raw(&app, "/auth/login", Some("application/json"), body).await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    assert!(body["errors"].is_object(), "{body}");
+}
+
+async fn a_mistyped_field_is_a_validation_error_that_does_not_echo_the_value(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .post_json(
+            "/auth/login",
+            None,
+            &json!({"username": "alice", "password": 12345678}),
+        )
+        .await;
+    let body = assert_problem_without_leaks(response, 422, "validation_failed", "12345678").await;
+    assert!(body["errors"]["password"].is_array(), "{body}");
+}
+
+async fn a_body_without_content_type_is_unsupported_media_type(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("alice").await;
+    let body = json!({"username": "alice", "password": PASSWORD}).to_string();
+    let response = post_raw(&app, "/auth/login", None, body).await;
+    assert_problem(response, 415, "unsupported_media_type").await;
+}
+
+async fn a_text_plain_body_is_unsupported_media_type(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("alice").await;
+    let body = json!({"username": "alice", "password": PASSWORD}).to_string();
+    let response = post_raw(&app, "/auth/login", Some("text/plain"), body).await;
+    assert_problem(response, 415, "unsupported_media_type").await;
+}
+
+async fn a_body_over_the_size_limit_is_payload_too_large(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.settings.server.max_body_bytes, 65536);
+    let body = json!({"username": "alice", "password": "x".repeat(70 * 1024)}).to_string();
+    let response = post_raw(&app, "/auth/login", Some("application/json"), body).await;
+    assert_problem(response, 413, "payload_too_large").await;
+}
+
+async fn an_unknown_json_field_is_a_validation_error_naming_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app
+        .post_json(
+            "/auth/login",
+            None,
+            &json!({"username": "alice", "password": PASSWORD, "remember_me": true}),
+        )
+        .await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    assert!(body["errors"]["remember_me"].is_array(), "{body}");
+}
+
+async fn a_failed_login_leaks_no_secret_or_internals(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("alice").await;
+    let wrong = "wrong password 2468";
+    let response = app
+        .post_json(
+            "/auth/login",
+            None,
+            &json!({"username": "alice", "password": wrong}),
+        )
+        .await;
+    assert_problem_without_leaks(response, 401, "invalid_credentials", wrong).await;
+}
+
+async fn a_conflict_leaks_no_secret_or_internals(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("alice").await;
+    let response = app
+        .post_json(
+            "/users",
+            None,
+            &json!({"username": "ALICE", "email": "alice@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_problem_without_leaks(response, 409, "conflict", PASSWORD).await;
+}
+
+async fn a_validation_error_leaks_no_secret_or_internals(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let long_password = "s3cr3t-".repeat(20);
+    let response = app
+        .post_json(
+            "/users",
+            None,
+            &json!({"username": "al ice", "email": "alice@", "password": long_password}),
+        )
+        .await;
+    let body =
+        assert_problem_without_leaks(response, 422, "validation_failed", &long_password[..20])
+            .await;
+    assert!(body["errors"]["password"].is_array(), "{body}");
+}
+
+async fn a_missing_token_gets_a_bearer_challenge(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/users/me", None).await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"tessera\""
+    );
+    assert_problem(response, 401, "not_authenticated").await;
+}
+
+async fn an_invalid_token_gets_an_invalid_token_challenge(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.get("/users/me", Some("not.a.jwt")).await;
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.contains("error=\"invalid_token\"") && challenge.contains("error_description=\""),
+        "{challenge}"
+    );
+    assert_problem(response, 401, "invalid_token").await;
+}
+
+async fn a_wrong_method_gets_405_with_allow(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.send_json(Method::PUT, "/users", None, &json!({})).await;
+    let allow: Vec<String> = response.headers()["allow"]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(|m| m.trim().to_owned())
+        .collect();
+    assert!(
+        allow.contains(&"GET".to_owned()) && allow.contains(&"POST".to_owned()),
+        "{allow:?}"
+    );
+    assert_problem(response, 405, "method_not_allowed").await;
+}
+
+fn assert_request_id(response: &reqwest::Response, what: &str) {
+    let id = response
+        .headers()
+        .get("x-request-id")
+        .unwrap_or_else(|| panic!("{what}: no X-Request-Id"))
+        .to_str()
+        .unwrap();
+    assert!(!id.is_empty() && id.len() <= 128, "{what}: {id:?}");
+}
+
+async fn every_success_response_carries_a_request_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let created = app
+        .post_json(
+            "/users",
+            None,
+            &json!({"username": "alice", "email": "alice@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    assert_request_id(&created, "201 register");
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let login = app
+        .post_json(
+            "/auth/login",
+            None,
+            &json!({"username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(login.status(), 200);
+    assert_request_id(&login, "200 login");
+    let access = login.json::<Value>().await.unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = app.get("/users/me", Some(&access)).await;
+    assert_eq!(me.status(), 200);
+    assert_request_id(&me, "200 me");
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/users/{id}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_request_id(&deleted, "204 delete");
+}
+
+async fn every_error_response_carries_a_request_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("alice").await;
+    let cases: Vec<(u16, reqwest::Response)> = vec![
+        (
+            400,
+            post_raw(&app, "/auth/login", Some("application/json"), "{").await,
+        ),
+        (401, app.get("/users/me", None).await),
+        (404, app.get("/no/such/route", None).await),
+        (
+            405,
+            app.send_json(Method::PUT, "/users", None, &json!({})).await,
+        ),
+        (
+            409,
+            app.post_json(
+                "/users",
+                None,
+                &json!({"username": "Alice", "email": "a2@example.com", "password": PASSWORD}),
+            )
+            .await,
+        ),
+        (
+            413,
+            post_raw(
+                &app,
+                "/auth/login",
+                Some("application/json"),
+                "x".repeat(70 * 1024),
+            )
+            .await,
+        ),
+        (
+            415,
+            post_raw(&app, "/auth/login", Some("text/plain"), "{}").await,
+        ),
+        (
+            422,
+            app.post_json("/auth/login", None, &json!({"username": "alice"}))
+                .await,
+        ),
+    ];
+    for (status, response) in cases {
+        assert_eq!(response.status(), status);
+        assert_request_id(&response, &status.to_string());
+    }
+}

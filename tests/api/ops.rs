@@ -1,7 +1,10 @@
 //! Liveness, readiness, JWKS, request ids, trailing slashes, unknown routes.
 
 use crate::backend_tests;
-use crate::helpers::{Backend, assert_problem, spawn_app};
+use chrono::{TimeDelta, Utc};
+use tessera::db::{refresh_tokens, revocations};
+
+use crate::helpers::{Backend, assert_problem, spawn_app, spawn_app_with};
 
 backend_tests!(
     healthz_answers_ok,
@@ -12,6 +15,7 @@ backend_tests!(
     trailing_slash_reaches_the_same_route,
     valid_request_id_is_echoed,
     invalid_request_id_is_replaced,
+    expired_revocations_and_refresh_tokens_are_pruned,
 );
 
 async fn healthz_answers_ok(backend: Backend) {
@@ -95,4 +99,83 @@ async fn invalid_request_id_is_replaced(backend: Backend) {
         assert_ne!(id, bad);
         assert!(!id.is_empty() && id.len() <= 128);
     }
+}
+
+async fn expired_revocations_and_refresh_tokens_are_pruned(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.database.prune_interval_secs = 1).await;
+    let user = app.user("pruned").await;
+    let past = Utc::now().naive_utc() - TimeDelta::hours(1);
+    let future = Utc::now().naive_utc() + TimeDelta::hours(1);
+    let mut conn = app.db_conn();
+    revocations::revoke(&mut conn, "expired-jti", &user.id, past).unwrap();
+    revocations::revoke(&mut conn, "live-jti", &user.id, future).unwrap();
+    refresh_tokens::insert(
+        &mut conn,
+        &refresh_tokens::NewRefreshToken {
+            token_hash: "expired-hash",
+            family_id: "family",
+            user_id: &user.id,
+            created_at: past - TimeDelta::hours(1),
+            expires_at: past,
+        },
+    )
+    .unwrap();
+    assert_eq!(app.count_rows("revoked_tokens"), 2);
+    assert_eq!(
+        app.count_rows("refresh_tokens"),
+        2,
+        "the login's token and the expired one"
+    );
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        app.count_rows("revoked_tokens"),
+        1,
+        "only the live revocation stays"
+    );
+    assert_eq!(
+        app.count_rows("refresh_tokens"),
+        1,
+        "only the login's token stays"
+    );
+    assert_eq!(app.refresh(&user.tokens.refresh).await.status(), 200);
+}
+
+/// PostgreSQL only: a database that disappears under a running server makes
+/// database routes answer 503 quickly, while stateless checks keep working.
+/// (An open SQLite file cannot be taken away from a process like this.)
+#[actix_web::test]
+#[cfg_attr(
+    not(tessera_postgres_tests),
+    ignore = "PostgreSQL suite skipped: set TESSERA_TEST_POSTGRES_URL to run it"
+)]
+async fn lost_database_answers_503_and_readyz_fails_postgres() {
+    use diesel::{Connection, PgConnection, RunQueryDsl};
+    let app = spawn_app_with(Backend::Postgres, |s| s.database.connect_timeout_secs = 1).await;
+    let user = app.user("lost").await;
+    let crate::helpers::TestDb::Postgres {
+        admin_url, name, ..
+    } = &app.db
+    else {
+        unreachable!("a postgres app has a postgres database")
+    };
+    let mut admin = PgConnection::establish(admin_url).unwrap();
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let body = assert_problem(
+        app.get("/users", Some(&user.tokens.access)).await,
+        503,
+        "service_unavailable",
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!body.to_string().contains("postgres://"));
+    assert_problem(app.get("/readyz", None).await, 503, "service_unavailable").await;
+    assert_eq!(
+        app.get("/auth/verify", Some(&user.tokens.access))
+            .await
+            .status(),
+        200
+    );
 }
