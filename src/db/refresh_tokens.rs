@@ -84,9 +84,14 @@ pub fn rotate(
             if presented.expires_at <= now {
                 return Ok(Rotation::Invalid);
             }
-            let within_grace = presented
-                .rotated_at
-                .is_some_and(|rotated| now < rotated + reuse_grace);
+            // Read the clock again: this caller may have waited on the
+            // winner's row lock, so `now` can predate the winner's
+            // `rotated_at`, and a zero grace must never admit anyone.
+            let checked_at = super::now().max(now);
+            let within_grace = reuse_grace > TimeDelta::zero()
+                && presented
+                    .rotated_at
+                    .is_some_and(|rotated| checked_at < rotated + reuse_grace);
             if !within_grace {
                 revoke_family(conn, &presented.family_id)?;
                 return Ok(Rotation::ReuseDetected {

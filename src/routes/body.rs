@@ -9,13 +9,78 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_web::HttpMessage as _;
+use actix_web::ResponseError;
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode, FieldErrors};
+
+/// Reads every request body in full (up to `limit` bytes) before routing.
+///
+/// actix answers as soon as a handler fails, e.g. on a bad token, even if the
+/// body has not arrived yet, and then drops the connection without saying
+/// `Connection: close`; a keep-alive client loses its next request. Reading
+/// the (small, bounded) body first keeps every connection clean. A body over
+/// the limit is refused with 413 and the connection is closed, as RFC 9112
+/// §9.3 allows.
+pub async fn buffer_body<B: MessageBody + 'static>(
+    mut req: ServiceRequest,
+    next: Next<B>,
+    limit: usize,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    if has_body {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut buffered = web::BytesMut::new();
+        let mut payload = req.take_payload();
+        let mut too_large = declared.is_some_and(|length| length > limit);
+        while !too_large {
+            match payload.next().await {
+                Some(Ok(chunk)) => {
+                    too_large = buffered.len() + chunk.len() > limit;
+                    buffered.extend_from_slice(&chunk);
+                }
+                Some(Err(error)) => {
+                    let response =
+                        ApiError::new(ErrorCode::ParseError, "The request body could not be read.")
+                            .error_response();
+                    tracing::debug!(%error, "request body unreadable");
+                    return Ok(close_after(req.into_response(response)));
+                }
+                None => break,
+            }
+        }
+        if too_large {
+            let response =
+                ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.")
+                    .error_response();
+            return Ok(close_after(req.into_response(response)));
+        }
+        req.set_payload(Payload::from(buffered.freeze()));
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+fn close_after<B>(response: ServiceResponse<BoxBody>) -> ServiceResponse<EitherBody<B>> {
+    let mut response = response.map_into_right_body();
+    response
+        .response_mut()
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    response
+}
 
 /// The field name DRF uses for errors that concern the whole body.
 const NON_FIELD_ERRORS: &str = "non_field_errors";

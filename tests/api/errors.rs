@@ -25,6 +25,8 @@ backend_tests!(
     a_wrong_method_gets_405_with_allow,
     every_success_response_carries_a_request_id,
     every_error_response_carries_a_request_id,
+    a_refusal_before_a_late_body_keeps_the_connection_usable,
+    an_oversized_body_is_refused_and_the_connection_closed,
 );
 
 /// `POST /auth/login` with a raw body and an optional Content-Type.
@@ -335,4 +337,72 @@ async fn every_error_response_carries_a_request_id(backend: Backend) {
         assert_eq!(response.status(), status);
         assert_request_id(&response, &status.to_string());
     }
+}
+
+/// Sends raw HTTP/1.1 on one connection and returns everything read back.
+fn raw_exchange(port: u16, parts: &[(&str, u64)]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(3)))
+        .unwrap();
+    for (text, pause_ms) in parts {
+        std::thread::sleep(std::time::Duration::from_millis(*pause_ms));
+        stream.write_all(text.as_bytes()).unwrap();
+    }
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buffer) {
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buffer[..n]);
+        if String::from_utf8_lossy(&received)
+            .matches("HTTP/1.1 ")
+            .count()
+            >= 2
+            && received.ends_with(b"}")
+        {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+async fn a_refusal_before_a_late_body_keeps_the_connection_usable(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let body = r#"{"refresh_token":"x"}"#;
+    let head = format!(
+        "POST /auth/logout HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer not-a-jwt\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let second = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    let port = app.port;
+    let received = actix_web::rt::task::spawn_blocking(move || {
+        raw_exchange(port, &[(&head, 0), (body, 300), (second, 50)])
+    })
+    .await
+    .unwrap();
+    assert!(received.starts_with("HTTP/1.1 401"), "{received}");
+    assert!(
+        received.contains("HTTP/1.1 200"),
+        "the next request on the connection is answered: {received}"
+    );
+}
+
+async fn an_oversized_body_is_refused_and_the_connection_closed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let head = "POST /auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000000\r\n\r\n";
+    let port = app.port;
+    let received =
+        actix_web::rt::task::spawn_blocking(move || raw_exchange(port, &[(head, 0), ("{", 10)]))
+            .await
+            .unwrap();
+    assert!(received.starts_with("HTTP/1.1 413"), "{received}");
+    assert!(
+        received.to_ascii_lowercase().contains("connection: close"),
+        "{received}"
+    );
 }
