@@ -221,10 +221,12 @@ impl ApiError {
 
     pub fn conflict(errors: FieldErrors) -> Self {
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();
-        let mut error = Self::new(
-            ErrorCode::Conflict,
-            format!("Already taken: {}.", fields.join(", ")),
-        );
+        let detail = if fields.is_empty() {
+            "A unique field is already taken.".to_owned()
+        } else {
+            format!("Already taken: {}.", fields.join(", "))
+        };
+        let mut error = Self::new(ErrorCode::Conflict, detail);
         error.errors = Some(errors);
         error
     }

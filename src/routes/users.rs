@@ -133,32 +133,42 @@ pub struct NewAccount {
 
 /// Stores a new account unless its username or email is taken.
 pub fn insert_account(conn: &mut db::DbConnection, account: &NewAccount) -> ApiResult<users::User> {
-    conn.transaction(|conn| {
-        let (username_lower, email_lower) =
-            (account.username.canonical(), account.email.canonical());
+    let (username_lower, email_lower) = (account.username.canonical(), account.email.canonical());
+    let now = db::now();
+    let id = uuid::Uuid::new_v4().to_string();
+    let inserted = users::insert(
+        conn,
+        &users::NewUser {
+            id: &id,
+            username: account.username.as_str(),
+            username_lower: &username_lower,
+            email: account.email.as_str(),
+            email_lower: &email_lower,
+            password_hash: &account.password_hash,
+            role: account.role.as_str(),
+            tokens_valid_after: now,
+            created_at: now,
+            updated_at: now,
+        },
+    );
+    if is_unique_violation(&inserted) {
         let taken = users::taken(conn, Some(&username_lower), Some(&email_lower), None)?;
-        if taken.any() {
-            return Err(conflict(&taken));
-        }
-        let now = db::now();
-        let id = uuid::Uuid::new_v4().to_string();
-        users::insert(
-            conn,
-            &users::NewUser {
-                id: &id,
-                username: account.username.as_str(),
-                username_lower: &username_lower,
-                email: account.email.as_str(),
-                email_lower: &email_lower,
-                password_hash: &account.password_hash,
-                role: account.role.as_str(),
-                tokens_valid_after: now,
-                created_at: now,
-                updated_at: now,
-            },
-        )?;
-        users::find(conn, &id)?.ok_or_else(|| ApiError::internal("inserted user not found"))
-    })
+        return Err(conflict(&taken));
+    }
+    inserted?;
+    users::find(conn, &id)?.ok_or_else(|| ApiError::internal("inserted user not found"))
+}
+
+/// The unique indexes decide conflicts: writing first and explaining after
+/// is race-free, and no SQLite transaction has to upgrade a read lock.
+fn is_unique_violation<T>(result: &diesel::QueryResult<T>) -> bool {
+    matches!(
+        result,
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _
+        ))
+    )
 }
 
 /// `POST /users`: registration (admins only when `auth.registration` says so).
@@ -342,32 +352,31 @@ pub async fn update(
         if nothing_to_change {
             return users::find(conn, &id)?.ok_or_else(no_such_user);
         }
-        conn.transaction(|conn| {
-            let username_lower = username.as_ref().map(Username::canonical);
-            let email_lower = email.as_ref().map(Email::canonical);
+        let username_lower = username.as_ref().map(Username::canonical);
+        let email_lower = email.as_ref().map(Email::canonical);
+        let changes = users::UserChanges {
+            username: username.as_ref().map(Username::as_str),
+            username_lower: username_lower.as_deref(),
+            email: email.as_ref().map(Email::as_str),
+            email_lower: email_lower.as_deref(),
+            role: role.map(Role::as_str),
+            updated_at: Some(db::now()),
+            ..Default::default()
+        };
+        let updated = users::update(conn, &id, &changes);
+        if is_unique_violation(&updated) {
             let taken = users::taken(
                 conn,
                 username_lower.as_deref(),
                 email_lower.as_deref(),
                 Some(&id),
             )?;
-            if taken.any() {
-                return Err(conflict(&taken));
-            }
-            let changes = users::UserChanges {
-                username: username.as_ref().map(Username::as_str),
-                username_lower: username_lower.as_deref(),
-                email: email.as_ref().map(Email::as_str),
-                email_lower: email_lower.as_deref(),
-                role: role.map(Role::as_str),
-                updated_at: Some(db::now()),
-                ..Default::default()
-            };
-            if !users::update(conn, &id, &changes)? {
-                return Err(no_such_user());
-            }
-            users::find(conn, &id)?.ok_or_else(no_such_user)
-        })
+            return Err(conflict(&taken));
+        }
+        if !updated? {
+            return Err(no_such_user());
+        }
+        users::find(conn, &id)?.ok_or_else(no_such_user)
     })
     .await?;
     Ok(HttpResponse::Ok().json(UserView::full(user)))

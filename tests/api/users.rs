@@ -14,6 +14,8 @@ use crate::backend_tests;
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 backend_tests!(
+    concurrent_registrations_of_distinct_users_all_succeed,
+    concurrent_registrations_of_one_username_give_one_success_and_conflicts,
     registering_answers_201_with_a_location_header,
     registering_returns_the_full_user_without_a_password,
     registered_user_has_a_uuid_id_and_rfc3339_utc_timestamps,
@@ -1088,4 +1090,37 @@ async fn admin_deleting_an_unknown_id_is_not_found(backend: Backend) {
         "not_found",
     )
     .await;
+}
+
+async fn concurrent_registrations_of_distinct_users_all_succeed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let requests = (0..12).map(|i| {
+        let name = format!("user{i}");
+        let body = registration(&name, &format!("{name}@example.com"), PASSWORD);
+        let app = &app;
+        async move { app.post_json("/users", None, &body).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(statuses, vec![201; 12]);
+}
+
+async fn concurrent_registrations_of_one_username_give_one_success_and_conflicts(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let requests = (0..12).map(|i| {
+        let username = if i % 2 == 0 { "Same" } else { "same" };
+        let body = registration(username, &format!("same{i}@example.com"), PASSWORD);
+        let app = &app;
+        async move { app.post_json("/users", None, &body).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        11,
+        "{statuses:?}"
+    );
 }
