@@ -17,6 +17,10 @@ use serde::Deserialize;
 /// The committed defaults; the binary needs no file to run.
 pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
 
+/// The longest duration any `_secs` setting may name: beyond it, date
+/// arithmetic would overflow, and no real deployment wants more.
+pub const MAX_DURATION_SECS: u64 = 10 * 366 * 24 * 3600;
+
 /// Settings keys whose environment variable is a comma-separated list.
 const LIST_KEYS: [&str; 3] = [
     "jwt.previous_secrets",
@@ -251,6 +255,31 @@ impl Settings {
                 return Err(SettingsError::new(key, "must be at least 1"));
             }
         }
+        for (key, value) in [
+            ("jwt.access_ttl_secs", self.jwt.access_ttl_secs),
+            ("jwt.refresh_ttl_secs", self.jwt.refresh_ttl_secs),
+            ("jwt.leeway_secs", self.jwt.leeway_secs),
+            (
+                "jwt.refresh_reuse_grace_secs",
+                self.jwt.refresh_reuse_grace_secs,
+            ),
+            ("auth.login_window_secs", self.auth.login_window_secs),
+            (
+                "database.prune_interval_secs",
+                self.database.prune_interval_secs,
+            ),
+            (
+                "database.connect_timeout_secs",
+                self.database.connect_timeout_secs,
+            ),
+        ] {
+            if value > MAX_DURATION_SECS {
+                return Err(SettingsError::new(
+                    key,
+                    format!("must be at most {MAX_DURATION_SECS} (ten years)"),
+                ));
+            }
+        }
         if self.jwt.issuer.is_empty() {
             return Err(SettingsError::new("jwt.issuer", "must not be empty"));
         }
@@ -341,6 +370,15 @@ mod tests {
         std::fs::write(&file, "[jwt]\nalgorithm = \"none\"\n").unwrap();
         let error = Settings::load_from(Path::new("/nonexistent"), Some(&file)).unwrap_err();
         assert_eq!(error.key, "jwt.algorithm");
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("extra.toml");
+        std::fs::write(&file, "[jwt]\nrefresh_ttl_secs = 10000000000000\n").unwrap();
+        let error = Settings::load_from(Path::new("/nonexistent"), Some(&file)).unwrap_err();
+        assert_eq!(error.key, "jwt.refresh_ttl_secs");
     }
 
     #[test]

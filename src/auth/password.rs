@@ -129,29 +129,45 @@ impl PasswordHasher {
         .await
     }
 
+    /// Runs `work` on the blocking pool once one of the permits is free. The
+    /// permit moves into the blocking task, so even if the request is
+    /// dropped the bound holds until the hash actually finishes.
     async fn bounded<T, F>(&self, work: F) -> Result<T, HashError>
     where
         F: FnOnce() -> Result<T, HashError> + Send + 'static,
         T: Send + 'static,
     {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let result = async {
-            let _permit = self
-                .permits
-                .acquire()
-                .await
-                .map_err(|e| HashError::Task(e.to_string()))?;
-            let span = tracing::Span::current();
-            actix_web::rt::task::spawn_blocking(move || {
-                let _entered = span.enter();
-                work()
-            })
+        let in_flight = InFlight::enter(&self.waiting);
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
             .await
-            .map_err(|e| HashError::Task(e.to_string()))?
-        }
-        .await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        result
+            .map_err(|e| HashError::Task(e.to_string()))?;
+        let span = tracing::Span::current();
+        actix_web::rt::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let _permit = permit;
+            let _in_flight = in_flight;
+            work()
+        })
+        .await
+        .map_err(|e| HashError::Task(e.to_string()))?
+    }
+}
+
+/// Counts a hash job from the moment it queues until it finishes or is
+/// abandoned before starting.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(counter))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

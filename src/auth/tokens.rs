@@ -97,6 +97,12 @@ impl fmt::Debug for KeyRing {
     }
 }
 
+/// A fresh `jti`: a UUIDv7, whose embedded millisecond timestamp is the
+/// token's precise issue time.
+pub fn new_token_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// The `kid` of an HS256 secret: the first 16 hex digits of its SHA-256, so
 /// every holder of the secret computes the same id without learning more.
 pub fn hmac_kid(secret: &[u8]) -> String {
@@ -181,6 +187,14 @@ impl KeyRing {
         self.access_ttl_secs
     }
 
+    /// Until when a token with these claims can still verify: `exp` plus the
+    /// leeway. A revocation must be kept at least that long.
+    pub fn verifiable_until(&self, claims: &Claims) -> DateTime<Utc> {
+        let leeway = i64::try_from(self.validation.leeway).unwrap_or(i64::MAX);
+        DateTime::from_timestamp(claims.exp.saturating_add(leeway), 0)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    }
+
     /// Signs a fresh access token for a user.
     pub fn issue_access_token(
         &self,
@@ -188,7 +202,20 @@ impl KeyRing {
         username: &str,
         role: Role,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
-        let jti = Uuid::now_v7();
+        self.sign_access_token(new_token_id(), user_id, username, role)
+    }
+
+    /// Signs an access token whose `jti` (and so its issue time) was taken
+    /// earlier with [`new_token_id`], e.g. inside the database transaction
+    /// that created the session, so that a concurrent "log out everywhere"
+    /// orders correctly against it.
+    pub fn sign_access_token(
+        &self,
+        jti: Uuid,
+        user_id: &str,
+        username: &str,
+        role: Role,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let issued_at = jti
             .get_timestamp()
             .map_or_else(|| Utc::now().timestamp(), |ts| ts.to_unix().0 as i64);

@@ -92,11 +92,49 @@ impl DatabaseUrl {
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            DatabaseUrl::Postgres(url) => Ok(DbConnection::Postgres(PgConnection::establish(
-                url.expose_secret(),
-            )?)),
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url.expose_secret())
+                .map(DbConnection::Postgres)
+                .map_err(|error| redact_connection_error(error, url.expose_secret())),
         }
     }
+}
+
+/// libpq quotes parts of a malformed URL in its messages; the password must
+/// not reach the log or the startup line that way.
+fn redact_connection_error(error: ConnectionError, url: &str) -> ConnectionError {
+    match error {
+        ConnectionError::BadConnection(message) => {
+            ConnectionError::BadConnection(redact_password(&message, url))
+        }
+        ConnectionError::InvalidConnectionUrl(message) => {
+            ConnectionError::InvalidConnectionUrl(redact_password(&message, url))
+        }
+        other => other,
+    }
+}
+
+/// `message` with the URL's password (as written, and percent-decoded)
+/// replaced by `[redacted]`.
+pub fn redact_password(message: &str, url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return message.to_owned();
+    };
+    let Some((_, password)) = userinfo.split_once(':') else {
+        return message.to_owned();
+    };
+    let mut redacted = message.to_owned();
+    let decoded: String = form_urlencoded::parse(format!("p={password}").as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    for secret in [password, decoded.as_str()] {
+        if !secret.is_empty() {
+            redacted = redacted.replace(secret, "[redacted]");
+        }
+    }
+    redacted
 }
 
 /// The r2d2 manager: establishes the right variant and applies the pragmas.
@@ -198,4 +236,42 @@ pub fn now() -> chrono::NaiveDateTime {
     let now = chrono::Utc::now().naive_utc();
     now.duration_trunc(TimeDelta::microseconds(1))
         .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_redacted_from_driver_messages() {
+        let url = "postgres://tessera:s%40cret:x@db:5432/tessera";
+        let message = "invalid token \"s%40cret:x\" and s@cret:x";
+        let redacted = redact_password(message, url);
+        assert!(!redacted.contains("cret"), "{redacted}");
+    }
+
+    #[test]
+    fn a_url_without_a_password_is_left_alone() {
+        assert_eq!(redact_password("boom", "postgres://u@h/db"), "boom");
+    }
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        let url = |s: &str| DatabaseUrl::parse(&SecretString::from(s.to_owned()));
+        assert_eq!(url("sqlite://data/x.db").unwrap().backend_name(), "sqlite");
+        assert_eq!(url("postgres://u@h/db").unwrap().backend_name(), "postgres");
+        assert_eq!(
+            url("postgresql://u@h/db").unwrap().backend_name(),
+            "postgres"
+        );
+        assert!(url("mysql://u@h/db").is_err());
+        assert!(url("sqlite://").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_a_postgres_url() {
+        let url =
+            DatabaseUrl::parse(&SecretString::from("postgres://u:pw@h/db".to_owned())).unwrap();
+        assert!(!format!("{url:?}").contains("pw"));
+    }
 }

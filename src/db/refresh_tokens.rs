@@ -6,7 +6,7 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::refresh_tokens;
+use super::schema::{refresh_tokens, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = refresh_tokens)]
@@ -31,10 +31,10 @@ pub struct NewRefreshToken<'a> {
 
 /// What presenting a refresh token came to.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Rotation {
+pub enum Rotation<T> {
     /// The token was current (or inside the reuse grace window); its
-    /// successor has been stored.
-    Rotated { user_id: String },
+    /// successor has been stored, and `on_rotated` gave `session`.
+    Rotated { user_id: String, session: T },
     /// The token had already been rotated: its family is now revoked.
     ReuseDetected { user_id: String },
     /// Unknown (never issued, revoked, or pruned) or expired.
@@ -57,18 +57,33 @@ pub fn find(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<Ref
 }
 
 /// Atomically retires `presented_hash` and stores `successor_hash` in its
-/// family. The conditional UPDATE comes first, so of several concurrent
-/// callers exactly one claims the token: on PostgreSQL the row lock makes the
-/// others re-check `rotated_at`, on SQLite the write lock serialises them.
-pub fn rotate(
+/// family, then runs `on_rotated` (to read the user and stamp the new access
+/// token) before committing.
+///
+/// The owner's user row is locked first, as a password change or "log out
+/// everywhere" does, so those and a rotation serialise: either the rotation
+/// commits first and they delete its successor, or they commit first and
+/// the presented token is gone. Then the conditional UPDATE claims the token,
+/// so of several concurrent callers exactly one wins: on PostgreSQL the row
+/// lock makes the others re-check `rotated_at`, on SQLite the write lock
+/// serialises them.
+pub fn rotate<T>(
     conn: &mut DbConnection,
     presented_hash: &str,
     successor_hash: &str,
     now: NaiveDateTime,
     ttl: TimeDelta,
     reuse_grace: TimeDelta,
-) -> QueryResult<Rotation> {
+    on_rotated: impl FnOnce(&mut DbConnection, &str) -> QueryResult<T>,
+) -> QueryResult<Rotation<T>> {
     conn.transaction(|conn| {
+        let owner = refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(presented_hash))
+            .select(refresh_tokens::user_id.nullable())
+            .single_value();
+        diesel::update(users::table.filter(users::id.nullable().eq(owner)))
+            .set(users::tokens_valid_after.eq(users::tokens_valid_after))
+            .execute(conn)?;
         let claimed = diesel::update(
             refresh_tokens::table
                 .find(presented_hash)
@@ -109,8 +124,10 @@ pub fn rotate(
                 expires_at: now + ttl,
             },
         )?;
+        let session = on_rotated(conn, &presented.user_id)?;
         Ok(Rotation::Rotated {
             user_id: presented.user_id,
+            session,
         })
     })
 }

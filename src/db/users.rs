@@ -85,35 +85,40 @@ pub fn find_by_login(conn: &mut DbConnection, identifier_lower: &str) -> QueryRe
     Ok(candidates.into_iter().next())
 }
 
-/// Checks the unique fields against every user but `except_id`.
+/// Checks the unique fields against every user but `except_id`. A username
+/// may contain `@`, so names and emails share one namespace: a username
+/// equal to someone's email (or the reverse) is taken too, or logging in
+/// "by email" could reach the wrong account.
 pub fn taken(
     conn: &mut DbConnection,
     username_lower: Option<&str>,
     email_lower: Option<&str>,
     except_id: Option<&str>,
 ) -> QueryResult<Taken> {
-    let mut taken = Taken::default();
-    if let Some(name) = username_lower {
+    let mut in_use = |identifier: &str| {
         let mut query = users::table
-            .filter(users::username_lower.eq(name))
+            .filter(
+                users::username_lower
+                    .eq(identifier)
+                    .or(users::email_lower.eq(identifier)),
+            )
             .select(users::id)
             .into_boxed();
         if let Some(id) = except_id {
             query = query.filter(users::id.ne(id));
         }
-        taken.username = query.first::<String>(conn).optional()?.is_some();
-    }
-    if let Some(email) = email_lower {
-        let mut query = users::table
-            .filter(users::email_lower.eq(email))
-            .select(users::id)
-            .into_boxed();
-        if let Some(id) = except_id {
-            query = query.filter(users::id.ne(id));
-        }
-        taken.email = query.first::<String>(conn).optional()?.is_some();
-    }
-    Ok(taken)
+        query
+            .first::<String>(conn)
+            .optional()
+            .map(|found| found.is_some())
+    };
+    Ok(Taken {
+        username: username_lower
+            .map(&mut in_use)
+            .transpose()?
+            .unwrap_or(false),
+        email: email_lower.map(&mut in_use).transpose()?.unwrap_or(false),
+    })
 }
 
 pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
@@ -156,22 +161,23 @@ pub fn update(conn: &mut DbConnection, id: &str, changes: &UserChanges<'_>) -> Q
     Ok(rows == 1)
 }
 
-/// Replaces the hash only if it is still `old_hash`, so a concurrent password
-/// change is never overwritten by a login's rehash.
-pub fn upgrade_password_hash(
+/// Locks the user's row for the rest of the transaction if their password
+/// hash is still `verified_hash`: a login whose password check raced a
+/// password change must not open a session. A write, so that SQLite takes
+/// its write lock here rather than upgrading a read lock later.
+pub fn lock_if_password_is(
     conn: &mut DbConnection,
     id: &str,
-    old_hash: &str,
-    new_hash: &str,
-) -> QueryResult<()> {
-    diesel::update(
+    verified_hash: &str,
+) -> QueryResult<bool> {
+    let rows = diesel::update(
         users::table
             .find(id)
-            .filter(users::password_hash.eq(old_hash)),
+            .filter(users::password_hash.eq(verified_hash)),
     )
-    .set(users::password_hash.eq(new_hash))
-    .execute(conn)
-    .map(drop)
+    .set(users::password_hash.eq(users::password_hash))
+    .execute(conn)?;
+    Ok(rows == 1)
 }
 
 /// Deletes the user (refresh tokens go with it); false when absent.

@@ -2,13 +2,13 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Utc};
+use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::extract::{Authenticated, CurrentUser, check_not_revoked};
 use crate::auth::refresh;
-use crate::auth::tokens::Claims;
+use crate::auth::tokens::{Claims, new_token_id};
 use crate::db::{self, refresh_tokens, revocations, users};
 use crate::domain::Role;
 use crate::error::{ApiError, ApiResult};
@@ -33,47 +33,44 @@ fn token_response(body: TokenResponse) -> HttpResponse {
         .json(body)
 }
 
-/// Signs an access token for `user` around an already-stored refresh token.
+/// A session opened in the database: the user as of that moment and the
+/// `jti` stamped while their row was locked.
+struct Session {
+    user: users::User,
+    jti: uuid::Uuid,
+}
+
+/// Signs the session's access token and answers with the pair.
 fn token_pair(
     state: &AppState,
-    user: &users::User,
+    session: Session,
     refresh_token: SecretString,
-) -> ApiResult<TokenResponse> {
+) -> ApiResult<HttpResponse> {
+    let user = session.user;
     let role = Role::parse(&user.role).map_err(ApiError::internal)?;
     let (access_token, _) = state
         .keys
-        .issue_access_token(&user.id, &user.username, role)
+        .sign_access_token(session.jti, &user.id, &user.username, role)
         .map_err(ApiError::internal)?;
-    Ok(TokenResponse {
+    Ok(token_response(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: state.keys.access_ttl_secs(),
         refresh_token: refresh_token.expose_secret().to_owned(),
         refresh_expires_in: state.refresh_ttl.num_seconds(),
-    })
+    }))
 }
 
-/// Starts a new refresh-token family for `user` and answers with the pair.
-pub async fn start_session(state: &AppState, user: users::User) -> ApiResult<HttpResponse> {
-    let (refresh_token, hash) = refresh::generate();
-    let ttl = state.refresh_ttl;
-    let user_id = user.id.clone();
-    db::run(&state.pool, move |conn| {
-        let now = db::now();
-        refresh_tokens::insert(
-            conn,
-            &refresh_tokens::NewRefreshToken {
-                token_hash: &hash,
-                family_id: &uuid::Uuid::new_v4().to_string(),
-                user_id: &user_id,
-                created_at: now,
-                expires_at: now + ttl,
-            },
-        )
-        .map_err(ApiError::from)
-    })
-    .await?;
-    Ok(token_response(token_pair(state, &user, refresh_token)?))
+/// Reads the user and stamps the access token's `jti`, inside the
+/// transaction that holds the user's row lock.
+fn open_session(
+    conn: &mut db::DbConnection,
+    user_id: &str,
+) -> diesel::QueryResult<Option<Session>> {
+    Ok(users::find(conn, user_id)?.map(|user| Session {
+        user,
+        jti: new_token_id(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -108,33 +105,53 @@ pub async fn login(
         Some(user) if outcome.matches => user,
         _ => return Err(ApiError::invalid_credentials()),
     };
-    if outcome.needs_rehash {
-        upgrade_hash(&state, &user, password).await;
-    }
-    start_session(&state, user).await
-}
-
-/// Re-hashes a password with the configured cost after a successful login.
-/// Best effort: a failure is logged and the login still succeeds.
-async fn upgrade_hash(state: &AppState, user: &users::User, password: SecretString) {
-    let new_hash = match state.hasher.hash(password).await {
-        Ok(hash) => hash,
-        Err(error) => {
-            tracing::warn!(%error, "could not upgrade a password hash");
-            return;
-        }
+    // A hash made with an outdated cost is replaced now that the password is
+    // known; failing to make one only postpones the upgrade.
+    let upgraded_hash = if outcome.needs_rehash {
+        state
+            .hasher
+            .hash(password)
+            .await
+            .inspect_err(|error| tracing::warn!(%error, "could not upgrade a password hash"))
+            .ok()
+    } else {
+        None
     };
-    let (id, old_hash) = (user.id.clone(), user.password_hash.clone());
-    let result = db::run(&state.pool, move |conn| {
-        users::upgrade_password_hash(conn, &id, &old_hash, &new_hash).map_err(ApiError::from)
+    let (refresh_token, refresh_hash) = refresh::generate();
+    let ttl = state.refresh_ttl;
+    let session = db::run(&state.pool, move |conn| {
+        conn.transaction(|conn| {
+            // The password checked above must still be the user's: a password
+            // change that committed meanwhile wins, and this login fails.
+            if !users::lock_if_password_is(conn, &user.id, &user.password_hash)? {
+                return Ok(None);
+            }
+            if let Some(new_hash) = &upgraded_hash {
+                let changes = users::UserChanges {
+                    password_hash: Some(new_hash),
+                    ..Default::default()
+                };
+                users::update(conn, &user.id, &changes)?;
+                tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost");
+            }
+            let now = db::now();
+            refresh_tokens::insert(
+                conn,
+                &refresh_tokens::NewRefreshToken {
+                    token_hash: &refresh_hash,
+                    family_id: &uuid::Uuid::new_v4().to_string(),
+                    user_id: &user.id,
+                    created_at: now,
+                    expires_at: now + ttl,
+                },
+            )?;
+            open_session(conn, &user.id)
+        })
+        .map_err(ApiError::from)
     })
-    .await;
-    match result {
-        Ok(()) => {
-            tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost")
-        }
-        Err(error) => tracing::warn!(%error, "could not store an upgraded password hash"),
-    }
+    .await?
+    .ok_or_else(ApiError::invalid_credentials)?;
+    token_pair(&state, session, refresh_token)
 }
 
 #[derive(Deserialize)]
@@ -152,22 +169,29 @@ pub async fn refresh(
     let presented_hash = refresh::hash(body.refresh_token.expose_secret());
     let (successor, successor_hash) = refresh::generate();
     let (ttl, grace) = (state.refresh_ttl, state.refresh_reuse_grace);
-    let user = db::run(&state.pool, move |conn| {
+    let session = db::run(&state.pool, move |conn| {
         let now = db::now();
-        match refresh_tokens::rotate(conn, &presented_hash, &successor_hash, now, ttl, grace)? {
-            refresh_tokens::Rotation::Rotated { user_id } => {
-                Ok::<_, ApiError>(users::find(conn, &user_id)?)
-            }
+        let rotation = refresh_tokens::rotate(
+            conn,
+            &presented_hash,
+            &successor_hash,
+            now,
+            ttl,
+            grace,
+            open_session,
+        )?;
+        Ok::<_, ApiError>(match rotation {
+            refresh_tokens::Rotation::Rotated { session, .. } => session,
             refresh_tokens::Rotation::ReuseDetected { user_id } => {
                 tracing::warn!(%user_id, "refresh token reuse detected: family revoked");
-                Ok(None)
+                None
             }
-            refresh_tokens::Rotation::Invalid => Ok(None),
-        }
+            refresh_tokens::Rotation::Invalid => None,
+        })
     })
     .await?
     .ok_or_else(|| ApiError::invalid_token("The refresh token is invalid, expired or revoked."))?;
-    Ok(token_response(token_pair(&state, &user, successor)?))
+    token_pair(&state, session, successor)
 }
 
 #[derive(Deserialize)]
@@ -175,12 +199,6 @@ pub async fn refresh(
 pub struct LogoutRequest {
     #[serde(default)]
     refresh_token: Option<SecretString>,
-}
-
-fn to_naive(timestamp: i64) -> chrono::NaiveDateTime {
-    DateTime::from_timestamp(timestamp, 0)
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-        .naive_utc()
 }
 
 /// `POST /auth/logout`: revokes this access token and, if given, the family
@@ -194,8 +212,9 @@ pub async fn logout(
         .and_then(|b| b.refresh_token)
         .map(|token| refresh::hash(token.expose_secret()));
     let claims = current.claims;
+    let keep_until = state.keys.verifiable_until(&claims).naive_utc();
     db::run(&state.pool, move |conn| {
-        revocations::revoke(conn, &claims.jti, &claims.sub, to_naive(claims.exp))?;
+        revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
         if let Some(hash) = refresh_hash {
             refresh_tokens::revoke_family_of(conn, &hash, &claims.sub)?;
         }
@@ -235,10 +254,11 @@ pub async fn logout_all(
     current: CurrentUser,
 ) -> ApiResult<HttpResponse> {
     let claims = current.claims;
+    let keep_until = state.keys.verifiable_until(&claims).naive_utc();
     db::run(&state.pool, move |conn| {
-        revoke_all_tokens(conn, &claims.sub)?;
+        conn.transaction(|conn| revoke_all_tokens(conn, &claims.sub))?;
         // The caller's own token too, even if issued within the same millisecond.
-        revocations::revoke(conn, &claims.jti, &claims.sub, to_naive(claims.exp))?;
+        revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
         Ok::<_, ApiError>(())
     })
     .await?;

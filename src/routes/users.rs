@@ -134,6 +134,10 @@ pub struct NewAccount {
 /// Stores a new account unless its username or email is taken.
 pub fn insert_account(conn: &mut db::DbConnection, account: &NewAccount) -> ApiResult<users::User> {
     let (username_lower, email_lower) = (account.username.canonical(), account.email.canonical());
+    let taken = users::taken(conn, Some(&username_lower), Some(&email_lower), None)?;
+    if taken.any() {
+        return Err(conflict(&taken));
+    }
     let now = db::now();
     let id = uuid::Uuid::new_v4().to_string();
     let inserted = users::insert(
@@ -159,8 +163,8 @@ pub fn insert_account(conn: &mut db::DbConnection, account: &NewAccount) -> ApiR
     users::find(conn, &id)?.ok_or_else(|| ApiError::internal("inserted user not found"))
 }
 
-/// The unique indexes decide conflicts: writing first and explaining after
-/// is race-free, and no SQLite transaction has to upgrade a read lock.
+/// Two concurrent writers can both pass the `taken` check; the unique
+/// indexes then refuse the second, which is explained the same way.
 fn is_unique_violation<T>(result: &diesel::QueryResult<T>) -> bool {
     matches!(
         result,
@@ -212,8 +216,8 @@ pub async fn create(
         .json(UserView::full(user)))
 }
 
+/// Unknown query parameters are ignored, as DRF does (cache busters etc.).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ListQuery {
     limit: Option<i64>,
     offset: Option<i64>,
@@ -354,6 +358,15 @@ pub async fn update(
         }
         let username_lower = username.as_ref().map(Username::canonical);
         let email_lower = email.as_ref().map(Email::canonical);
+        let taken = users::taken(
+            conn,
+            username_lower.as_deref(),
+            email_lower.as_deref(),
+            Some(&id),
+        )?;
+        if taken.any() {
+            return Err(conflict(&taken));
+        }
         let changes = users::UserChanges {
             username: username.as_ref().map(Username::as_str),
             username_lower: username_lower.as_deref(),

@@ -17,6 +17,7 @@ use crate::helpers::{
 };
 
 backend_tests!(
+    logout_keeps_the_revocation_while_the_token_could_still_verify,
     // POST /auth/login
     login_with_username_returns_a_token_pair,
     login_with_email_is_case_insensitive,
@@ -920,4 +921,27 @@ async fn deleted_users_token_is_refused_on_logout_sensitive_routes(backend: Back
         .await
         .unwrap();
     assert_problem(delete_again, 401, "invalid_token").await;
+}
+
+async fn logout_keeps_the_revocation_while_the_token_could_still_verify(backend: Backend) {
+    use tessera::db::schema::revoked_tokens;
+    let app = spawn_app(backend).await;
+    let user = app.user("alice").await;
+    assert_eq!(
+        logout_without_body(&app, &user.tokens.access)
+            .await
+            .status(),
+        204
+    );
+    let exp = claims_of(&user.tokens.access)["exp"].as_i64().unwrap();
+    let kept_until: chrono::NaiveDateTime = revoked_tokens::table
+        .select(revoked_tokens::expires_at)
+        .first(&mut app.db_conn())
+        .unwrap();
+    let leeway = i64::try_from(app.settings.jwt.leeway_secs).unwrap();
+    assert_eq!(
+        kept_until.and_utc().timestamp(),
+        exp + leeway,
+        "pruned no earlier than exp + leeway"
+    );
 }

@@ -14,6 +14,10 @@ use crate::backend_tests;
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
 
 backend_tests!(
+    a_username_equal_to_another_users_email_is_a_conflict,
+    an_email_equal_to_another_users_username_is_a_conflict,
+    renaming_to_another_users_email_is_a_conflict,
+    listing_users_ignores_unknown_query_parameters,
     concurrent_registrations_of_distinct_users_all_succeed,
     concurrent_registrations_of_one_username_give_one_success_and_conflicts,
     registering_answers_201_with_a_location_header,
@@ -1123,4 +1127,71 @@ async fn concurrent_registrations_of_one_username_give_one_success_and_conflicts
         11,
         "{statuses:?}"
     );
+}
+
+async fn a_username_equal_to_another_users_email_is_a_conflict(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("bob").await;
+    let response = app
+        .post_json(
+            "/users",
+            None,
+            &registration("Bob@Example.com", "mallory@example.com", PASSWORD),
+        )
+        .await;
+    let body = assert_problem(response, 409, "conflict").await;
+    assert!(body["errors"]["username"].is_array(), "{body}");
+    let bob = app.login("bob@example.com", PASSWORD).await;
+    let claims = jwt_claims(&bob.access);
+    assert_eq!(claims["username"], "bob", "bob's email still logs bob in");
+}
+
+async fn an_email_equal_to_another_users_username_is_a_conflict(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app
+        .post_json(
+            "/users",
+            None,
+            &registration("carol@example.org", "carol@example.com", PASSWORD),
+        )
+        .await;
+    assert_eq!(first.status(), 201);
+    let response = app
+        .post_json(
+            "/users",
+            None,
+            &registration("dave", "carol@example.org", PASSWORD),
+        )
+        .await;
+    let body = assert_problem(response, 409, "conflict").await;
+    assert!(body["errors"]["email"].is_array(), "{body}");
+}
+
+async fn renaming_to_another_users_email_is_a_conflict(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.register("bob").await;
+    let mallory = app.user("mallory").await;
+    let response = app
+        .send_json(
+            Method::PATCH,
+            &format!("/users/{}", mallory.id),
+            Some(&mallory.tokens.access),
+            &json!({"username": "bob@example.com"}),
+        )
+        .await;
+    assert_problem(response, 409, "conflict").await;
+}
+
+async fn listing_users_ignores_unknown_query_parameters(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.user("alice").await;
+    let response = app
+        .get(
+            "/users?format=json&_=12345&limit=5",
+            Some(&alice.tokens.access),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let page = json_of(response).await;
+    assert_eq!(page["limit"], 5);
 }
