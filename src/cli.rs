@@ -5,11 +5,13 @@ use std::io::BufRead;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
+use crate::auth::tokens::write_private_file;
 use crate::db;
 use crate::domain::{Email, Password, Role, Username};
 use crate::routes::users::{NewAccount, insert_account};
-use crate::settings::Settings;
+use crate::settings::{Algorithm, Settings};
 use crate::startup::Application;
 use crate::telemetry;
 
@@ -35,6 +37,24 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new key pair: DIR/private.pem (mode 0600) and DIR/public.pem.
+    Generate {
+        /// ES256, RS256 or EdDSA.
+        #[arg(long)]
+        algorithm: String,
+        /// The folder to write into (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,6 +73,13 @@ pub enum UserCommand {
 
 /// Runs a command; the error is one line for the operator.
 pub async fn run(cli: Cli) -> Result<(), String> {
+    // Key generation needs no settings (and must work before any exist).
+    if let Some(Command::Keys {
+        command: KeysCommand::Generate { algorithm, out },
+    }) = &cli.command
+    {
+        return generate_keys(algorithm, out);
+    }
     let settings = Settings::load().map_err(|e| e.to_string())?;
     telemetry::init(&settings.log);
     match cli.command.unwrap_or(Command::Serve) {
@@ -66,7 +93,44 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     admin,
                 },
         } => create_user(settings, &username, &email, admin).await,
+        Command::Keys { .. } => Ok(()),
     }
+}
+
+fn generate_keys(algorithm: &str, out: &std::path::Path) -> Result<(), String> {
+    let algorithm = match algorithm {
+        "ES256" => Algorithm::ES256,
+        "RS256" => Algorithm::RS256,
+        "EdDSA" => Algorithm::EdDSA,
+        other => {
+            return Err(format!(
+                "--algorithm: `{other}` is not one of ES256, RS256, EdDSA"
+            ));
+        }
+    };
+    let (private_pem, public_pem) = keys::generate_key_pair(algorithm)?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| format!("--out: cannot create {}: {e}", out.display()))?;
+    let (private_path, public_path) = (out.join("private.pem"), out.join("public.pem"));
+    for path in [&private_path, &public_path] {
+        if path.exists() {
+            return Err(format!(
+                "--out: {} exists; refusing to overwrite a key",
+                path.display()
+            ));
+        }
+    }
+    write_private_file(&private_path, private_pem.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", private_path.display()))?;
+    std::fs::write(&public_path, public_pem.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", public_path.display()))?;
+    let kid = keys::load_public_key(algorithm, &public_pem)?.thumbprint();
+    eprintln!(
+        "tessera: wrote {} and {} ({algorithm}, kid {kid})",
+        private_path.display(),
+        public_path.display()
+    );
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {

@@ -200,13 +200,22 @@ impl Settings {
             }
             builder = builder.add_source(File::from(path).format(FileFormat::Toml));
         }
-        let mut environment = Environment::with_prefix("TESSERA")
+        // No `try_parsing`: it would turn a numeric-looking secret into a
+        // number. Lists are split here instead.
+        let environment = Environment::with_prefix("TESSERA")
             .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(false);
+            .separator("__");
         for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
+            let variable = format!("TESSERA__{}", key.replace('.', "__").to_uppercase());
+            if let Ok(value) = std::env::var(&variable) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                builder = builder.set_override(key, items).map_err(config_error)?;
+            }
         }
         builder
             .add_source(environment)

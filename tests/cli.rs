@@ -212,3 +212,150 @@ fn the_generated_key_is_kept_private_in_the_data_folder() {
     }
     assert!(std::fs::read_to_string(&key).unwrap().len() >= 32);
 }
+
+#[test]
+fn keys_generate_writes_a_private_pem_only_its_owner_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    for algorithm in ["ES256", "EdDSA"] {
+        let out = dir.path().join(algorithm);
+        let output = tessera(
+            dir.path(),
+            &[
+                "keys",
+                "generate",
+                "--algorithm",
+                algorithm,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[],
+            "",
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(stderr(&output).contains("kid"));
+        let private = std::fs::read_to_string(out.join("private.pem")).unwrap();
+        assert!(private.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(
+            std::fs::read_to_string(out.join("public.pem"))
+                .unwrap()
+                .starts_with("-----BEGIN PUBLIC KEY-----")
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(out.join("private.pem"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
+
+#[test]
+fn keys_generate_refuses_to_overwrite_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["keys", "generate", "--algorithm", "ES256", "--out", "k"];
+    assert!(tessera(dir.path(), &args, &[], "").status.success());
+    let again = tessera(dir.path(), &args, &[], "");
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("refusing to overwrite"));
+}
+
+#[test]
+fn keys_generate_refuses_an_unknown_algorithm() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(
+        dir.path(),
+        &["keys", "generate", "--algorithm", "HS999", "--out", "k"],
+        &[],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--algorithm"));
+}
+
+#[test]
+fn an_asymmetric_algorithm_without_a_private_key_names_the_setting() {
+    assert_refused(
+        &[("TESSERA__JWT__ALGORITHM", "ES256")],
+        "jwt.private_key_file",
+    );
+}
+
+#[test]
+fn a_key_of_the_wrong_type_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("ed");
+    let output = tessera(
+        dir.path(),
+        &[
+            "keys",
+            "generate",
+            "--algorithm",
+            "EdDSA",
+            "--out",
+            keys.to_str().unwrap(),
+        ],
+        &[],
+        "",
+    );
+    assert!(output.status.success());
+    let private = keys.join("private.pem");
+    assert_refused(
+        &[
+            ("TESSERA__JWT__ALGORITHM", "ES256"),
+            ("TESSERA__JWT__PRIVATE_KEY_FILE", private.to_str().unwrap()),
+        ],
+        "jwt.private_key_file",
+    );
+}
+
+/// Starts `tessera serve` on a free port and reports whether it is still
+/// running two seconds later (a bad setting exits at once).
+fn serve_starts(dir: &std::path::Path, env: &[(&str, &str)]) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .current_dir(dir)
+        .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
+        .envs(env.iter().copied())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    running
+}
+
+#[test]
+fn list_settings_are_comma_separated_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for out in [&a, &b] {
+        let args = [
+            "keys",
+            "generate",
+            "--algorithm",
+            "ES256",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        assert!(tessera(dir.path(), &args, &[], "").status.success());
+    }
+    let private = a.join("private.pem").display().to_string();
+    let public = format!(
+        "{}, {}",
+        a.join("public.pem").display(),
+        b.join("public.pem").display()
+    );
+    let env = [
+        ("TESSERA__JWT__ALGORITHM", "ES256"),
+        ("TESSERA__JWT__PRIVATE_KEY_FILE", private.as_str()),
+        ("TESSERA__JWT__PUBLIC_KEY_FILES", public.as_str()),
+    ];
+    assert!(
+        serve_starts(dir.path(), &env),
+        "two comma-separated key files are read"
+    );
+}

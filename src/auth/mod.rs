@@ -2,6 +2,7 @@
 //! extractors that check them.
 
 pub mod extract;
+pub mod keys;
 pub mod password;
 pub mod refresh;
 pub mod tokens;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::auth::keys::{self, PublishedJwk};
 use crate::domain::Role;
 use crate::settings::{Algorithm, DeployEnv, Settings, SettingsError};
 
@@ -71,16 +72,14 @@ pub enum TokenError {
     Invalid,
 }
 
-struct VerificationKey {
-    key: DecodingKey,
-}
-
 /// The signing key and every key that verifies, each known by its `kid`.
 pub struct KeyRing {
     algorithm: jsonwebtoken::Algorithm,
     signing_kid: String,
     signing_key: EncodingKey,
-    verification_keys: HashMap<String, VerificationKey>,
+    verification_keys: HashMap<String, DecodingKey>,
+    /// The public keys for the JWKS; empty under HS256.
+    published: Vec<PublishedJwk>,
     validation: Validation,
     access_ttl_secs: i64,
     issuer: String,
@@ -109,20 +108,34 @@ pub fn hmac_kid(secret: &[u8]) -> String {
     hex::encode(&Sha256::digest(secret)[..8])
 }
 
+/// The claims checks every ring shares.
+struct ClaimRules<'a> {
+    issuer: &'a str,
+    audience: &'a str,
+    access_ttl_secs: u64,
+    leeway_secs: u64,
+}
+
 impl KeyRing {
-    /// Builds the ring from settings, generating and keeping an HS256 key in
-    /// the data folder when none is configured outside production.
+    /// Builds the ring from settings: HS256 from `jwt.secret` (generated and
+    /// kept in the data folder when unset outside production) and
+    /// `jwt.previous_secrets`; the asymmetric algorithms from
+    /// `jwt.private_key_file` and `jwt.public_key_files`.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
         let algorithm = settings.jwt_algorithm()?;
+        let jwt = &settings.jwt;
+        let rules = ClaimRules {
+            issuer: &jwt.issuer,
+            audience: &jwt.audience,
+            access_ttl_secs: jwt.access_ttl_secs,
+            leeway_secs: jwt.leeway_secs,
+        };
         if algorithm != Algorithm::HS256 {
-            return Err(SettingsError::new(
-                "jwt.algorithm",
-                format!("{algorithm} is not supported yet; use HS256"),
-            ));
+            return Self::asymmetric(algorithm, settings, &rules);
         }
         let current = load_hmac_secret(settings)?;
         let mut secrets = vec![current];
-        for (index, previous) in settings.jwt.previous_secrets.iter().enumerate() {
+        for (index, previous) in jwt.previous_secrets.iter().enumerate() {
             let bytes = previous.expose_secret().as_bytes();
             if bytes.len() < MIN_SECRET_BYTES {
                 return Err(SettingsError::new(
@@ -134,10 +147,10 @@ impl KeyRing {
         }
         Ok(Self::hs256(
             &secrets,
-            &settings.jwt.issuer,
-            &settings.jwt.audience,
-            settings.jwt.access_ttl_secs,
-            settings.jwt.leeway_secs,
+            &jwt.issuer,
+            &jwt.audience,
+            jwt.access_ttl_secs,
+            jwt.leeway_secs,
         ))
     }
 
@@ -149,34 +162,120 @@ impl KeyRing {
         access_ttl_secs: u64,
         leeway_secs: u64,
     ) -> Self {
-        let algorithm = jsonwebtoken::Algorithm::HS256;
-        let mut verification_keys = HashMap::new();
-        let mut signing = None;
-        for secret in secrets {
-            let bytes = secret.expose_secret().as_bytes();
-            let kid = hmac_kid(bytes);
-            if signing.is_none() {
-                signing = Some((kid.clone(), EncodingKey::from_secret(bytes)));
+        let verification_keys = secrets
+            .iter()
+            .map(|secret| {
+                let bytes = secret.expose_secret().as_bytes();
+                (hmac_kid(bytes), DecodingKey::from_secret(bytes))
+            })
+            .collect();
+        let (signing_kid, signing_key) = secrets.first().map_or_else(
+            || (String::new(), EncodingKey::from_secret(&[])),
+            |secret| {
+                let bytes = secret.expose_secret().as_bytes();
+                (hmac_kid(bytes), EncodingKey::from_secret(bytes))
+            },
+        );
+        let rules = ClaimRules {
+            issuer,
+            audience,
+            access_ttl_secs,
+            leeway_secs,
+        };
+        Self::assemble(
+            Algorithm::HS256,
+            signing_kid,
+            signing_key,
+            verification_keys,
+            Vec::new(),
+            &rules,
+        )
+    }
+
+    /// An ES256, RS256 or EdDSA ring: the private key signs; it and every
+    /// extra public key verify and are published.
+    fn asymmetric(
+        algorithm: Algorithm,
+        settings: &Settings,
+        rules: &ClaimRules<'_>,
+    ) -> Result<Self, SettingsError> {
+        let jwt = &settings.jwt;
+        let path = jwt.private_key_file.as_ref().ok_or_else(|| {
+            SettingsError::new(
+                "jwt.private_key_file",
+                format!("{algorithm} needs a private key (see `tessera keys generate`)"),
+            )
+        })?;
+        let pem = read_pem(path, "jwt.private_key_file")?;
+        let (signing_key, signing_jwk) = keys::load_private_key(algorithm, &pem).map_err(|m| {
+            SettingsError::new("jwt.private_key_file", format!("{}: {m}", path.display()))
+        })?;
+        let mut public_keys = vec![signing_jwk];
+        for path in &jwt.public_key_files {
+            let pem = read_pem(path, "jwt.public_key_files")?;
+            let jwk = keys::load_public_key(algorithm, &pem).map_err(|m| {
+                SettingsError::new("jwt.public_key_files", format!("{}: {m}", path.display()))
+            })?;
+            if !public_keys.contains(&jwk) {
+                public_keys.push(jwk);
             }
-            verification_keys.insert(
-                kid,
-                VerificationKey {
-                    key: DecodingKey::from_secret(bytes),
-                },
-            );
         }
-        let (signing_kid, signing_key) =
-            signing.unwrap_or_else(|| (String::new(), EncodingKey::from_secret(&[])));
+        let mut verification_keys = HashMap::new();
+        for jwk in &public_keys {
+            let key = jwk
+                .decoding_key()
+                .map_err(|m| SettingsError::new("jwt.public_key_files", m))?;
+            verification_keys.insert(jwk.thumbprint(), key);
+        }
+        let published = public_keys
+            .iter()
+            .map(|jwk| jwk.published(algorithm))
+            .collect();
+        Ok(Self::assemble(
+            algorithm,
+            public_keys[0].thumbprint(),
+            signing_key,
+            verification_keys,
+            published,
+            rules,
+        ))
+    }
+
+    fn assemble(
+        algorithm: Algorithm,
+        signing_kid: String,
+        signing_key: EncodingKey,
+        verification_keys: HashMap<String, DecodingKey>,
+        published: Vec<PublishedJwk>,
+        rules: &ClaimRules<'_>,
+    ) -> Self {
+        let algorithm = match algorithm {
+            Algorithm::HS256 => jsonwebtoken::Algorithm::HS256,
+            Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            Algorithm::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        };
         Self {
             algorithm,
             signing_kid,
             signing_key,
             verification_keys,
-            validation: strict_validation(algorithm, issuer, audience, leeway_secs),
-            access_ttl_secs: i64::try_from(access_ttl_secs).unwrap_or(i64::MAX),
-            issuer: issuer.to_owned(),
-            audience: audience.to_owned(),
+            published,
+            validation: strict_validation(
+                algorithm,
+                rules.issuer,
+                rules.audience,
+                rules.leeway_secs,
+            ),
+            access_ttl_secs: i64::try_from(rules.access_ttl_secs).unwrap_or(i64::MAX),
+            issuer: rules.issuer.to_owned(),
+            audience: rules.audience.to_owned(),
         }
+    }
+
+    /// The public verification keys, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> &[PublishedJwk] {
+        &self.published
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -244,7 +343,7 @@ impl KeyRing {
             .verification_keys
             .get(&kid)
             .ok_or(TokenError::UnknownKey)?;
-        decode::<Claims>(token, &key.key, &self.validation)
+        decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -313,6 +412,11 @@ fn load_hmac_secret(settings: &Settings) -> Result<SecretString, SettingsError> 
         ));
     }
     Ok(secret)
+}
+
+fn read_pem(path: &Path, key: &str) -> Result<String, SettingsError> {
+    std::fs::read_to_string(path)
+        .map_err(|e| SettingsError::new(key, format!("cannot read {}: {e}", path.display())))
 }
 
 fn read_secret_file(path: &Path, key: &str) -> Result<SecretString, SettingsError> {

@@ -37,10 +37,18 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     }
 }
 
-/// `GET /.well-known/jwks.json`: public verification keys; none under HS256,
-/// whose secret must never be published.
-pub async fn jwks() -> HttpResponse {
+/// How long validators may cache the JWKS. A key rotation publishes the new
+/// key at least this long before signing with it (see SECURITY.md).
+pub const JWKS_MAX_AGE_SECS: u32 = 300;
+
+/// `GET /.well-known/jwks.json`: every public verification key (the signing
+/// key and retired ones still accepted); none under HS256, whose secret must
+/// never be published.
+pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(json!({"keys": []}))
+        .insert_header((
+            header::CACHE_CONTROL,
+            format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+        ))
+        .json(json!({"keys": state.keys.jwks()}))
 }

@@ -6,5 +6,6 @@
 mod auth;
 mod errors;
 mod helpers;
+mod keys;
 mod ops;
 mod users;
