@@ -22,7 +22,8 @@ pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
 pub const MAX_DURATION_SECS: u64 = 10 * 366 * 24 * 3600;
 
 /// Settings keys whose environment variable is a comma-separated list.
-const LIST_KEYS: [&str; 3] = [
+const LIST_KEYS: [&str; 4] = [
+    "server.trusted_proxies",
     "jwt.previous_secrets",
     "jwt.public_key_files",
     "cors.allowed_origins",
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     pub env: DeployEnv,
     pub max_body_bytes: usize,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `server.env`: `production` demands explicit, strong keys.
@@ -236,6 +239,22 @@ impl Settings {
             return Err(SettingsError::new(
                 "server.max_body_bytes",
                 "must be at least 1024",
+            ));
+        }
+        crate::auth::throttle::parse_trusted_proxies(&self.server.trusted_proxies)
+            .map_err(|m| SettingsError::new("server.trusted_proxies", m))?;
+        for (key, value) in [
+            ("auth.login_max_failures", self.auth.login_max_failures),
+            ("auth.address_max_failures", self.auth.address_max_failures),
+        ] {
+            if value == 0 || value > 1_000_000 {
+                return Err(SettingsError::new(key, "must be between 1 and 1000000"));
+            }
+        }
+        if self.auth.login_window_secs == 0 {
+            return Err(SettingsError::new(
+                "auth.login_window_secs",
+                "must be at least 1",
             ));
         }
         if self.database.pool_size == 0 {

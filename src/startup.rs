@@ -15,11 +15,12 @@ use actix_web::{App, HttpServer, ResponseError, web};
 use chrono::TimeDelta;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES, parse_trusted_proxies};
 use crate::auth::tokens::KeyRing;
-use crate::db::{self, Pool, refresh_tokens, revocations};
+use crate::db::{self, login_failures, refresh_tokens, revocations};
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
 use crate::settings::{Settings, SettingsError};
-use crate::state::AppState;
+use crate::state::{AppState, LoginThrottle};
 use crate::telemetry;
 
 /// Rows deleted per statement when pruning, so a large backlog never holds a
@@ -29,7 +30,7 @@ const PRUNE_BATCH: i64 = 1000;
 pub struct Application {
     server: Server,
     port: u16,
-    pool: Pool,
+    state: web::Data<AppState>,
     prune_interval: Duration,
 }
 
@@ -47,9 +48,8 @@ impl Application {
     /// listener, and wires the routes. Nothing is served until
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let state = build_state(&settings).await?;
-        let pool = state.pool.clone();
-        let state = web::Data::from(Arc::new(state));
+        let state = web::Data::from(Arc::new(build_state(&settings).await?));
+        let shared = state.clone();
         let address = settings.bind_address()?;
         let listener = TcpListener::bind(address).map_err(StartupError::Bind)?;
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
@@ -85,7 +85,7 @@ impl Application {
         Ok(Self {
             server,
             port,
-            pool,
+            state: shared,
             prune_interval: Duration::from_secs(settings.database.prune_interval_secs),
         })
     }
@@ -97,7 +97,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (actix drains in-flight requests), pruning
     /// expired rows in the background meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let pruner = actix_web::rt::spawn(prune_forever(self.pool, self.prune_interval));
+        let pruner = actix_web::rt::spawn(prune_forever(self.state, self.prune_interval));
         let result = self.server.await;
         pruner.abort();
         result
@@ -127,6 +127,18 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
     })
     .await
     .map_err(|e| SettingsError::new("database.url", e.to_string()))??;
+    let auth = &settings.auth;
+    let throttle = LoginThrottle {
+        addresses: AddressThrottle::new(
+            auth.address_max_failures,
+            Duration::from_secs(auth.login_window_secs),
+            MAX_TRACKED_ADDRESSES,
+        ),
+        account_max_failures: i32::try_from(auth.login_max_failures).unwrap_or(i32::MAX),
+        window: secs(auth.login_window_secs),
+        trusted_proxies: parse_trusted_proxies(&settings.server.trusted_proxies)
+            .map_err(|m| SettingsError::new("server.trusted_proxies", m))?,
+    };
     Ok(AppState {
         pool,
         keys,
@@ -134,6 +146,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         registration: settings.auth.registration,
         refresh_ttl: secs(settings.jwt.refresh_ttl_secs),
         refresh_reuse_grace: secs(settings.jwt.refresh_reuse_grace_secs),
+        throttle,
     })
 }
 
@@ -142,15 +155,30 @@ fn secs(value: u64) -> TimeDelta {
         .unwrap_or(TimeDelta::MAX)
 }
 
-/// Deletes expired refresh tokens and revocation rows, in batches, forever.
-async fn prune_forever(pool: Pool, interval: Duration) {
+/// Deletes expired refresh tokens, revocation rows and ended throttling
+/// windows, in batches, forever.
+async fn prune_forever(state: web::Data<AppState>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
-        let result = db::run(&pool, |conn| {
+        state.throttle.addresses.prune(std::time::Instant::now());
+        let window = state.throttle.window;
+        let result = db::run(&state.pool, move |conn| {
             let now = db::now();
             let mut pruned = 0;
-            for prune in [refresh_tokens::prune_expired, revocations::prune_expired] {
+            let prune_windows = move |conn: &mut db::DbConnection, now, batch| {
+                login_failures::prune_before(conn, now - window, batch)
+            };
+            let pruners: [&dyn Fn(
+                &mut db::DbConnection,
+                chrono::NaiveDateTime,
+                i64,
+            ) -> diesel::QueryResult<usize>; 3] = [
+                &refresh_tokens::prune_expired,
+                &revocations::prune_expired,
+                &prune_windows,
+            ];
+            for prune in pruners {
                 loop {
                     let deleted = prune(conn, now, PRUNE_BATCH)?;
                     pruned += deleted;

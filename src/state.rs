@@ -3,6 +3,7 @@
 use chrono::TimeDelta;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::throttle::AddressThrottle;
 use crate::auth::tokens::KeyRing;
 use crate::db::Pool;
 use crate::settings::Registration;
@@ -14,4 +15,13 @@ pub struct AppState {
     pub registration: Registration,
     pub refresh_ttl: TimeDelta,
     pub refresh_reuse_grace: TimeDelta,
+    pub throttle: LoginThrottle,
+}
+
+/// The login throttling settings and the per-address counters.
+pub struct LoginThrottle {
+    pub addresses: AddressThrottle,
+    pub account_max_failures: i32,
+    pub window: TimeDelta,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }

@@ -5,4 +5,5 @@ pub mod extract;
 pub mod keys;
 pub mod password;
 pub mod refresh;
+pub mod throttle;
 pub mod tokens;

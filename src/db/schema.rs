@@ -1,6 +1,14 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    login_failures (account) {
+        account -> Text,
+        failures -> Integer,
+        window_started_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Text,
         family_id -> Text,
@@ -36,4 +44,9 @@ diesel::table! {
 
 diesel::joinable!(refresh_tokens -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(refresh_tokens, revoked_tokens, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    login_failures,
+    refresh_tokens,
+    revoked_tokens,
+    users,
+);

@@ -1,17 +1,20 @@
 //! `/auth/*`: login, refresh, logout, logout-all, verify, introspect.
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, web};
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::extract::{Authenticated, CurrentUser, check_not_revoked};
 use crate::auth::refresh;
+use crate::auth::throttle::client_address;
 use crate::auth::tokens::{Claims, new_token_id};
-use crate::db::{self, refresh_tokens, revocations, users};
+use crate::db::{self, login_failures, refresh_tokens, revocations, users};
 use crate::domain::Role;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::routes::body::{JsonBody, JsonOrFormBody, OptionalJsonBody};
 use crate::state::AppState;
 
@@ -80,20 +83,68 @@ pub struct LoginRequest {
     password: SecretString,
 }
 
+/// A 429 with `Retry-After` in whole seconds (at least 1).
+fn throttled(retry_after: Duration) -> ApiError {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    ApiError::new(
+        ErrorCode::Throttled,
+        format!("Too many failed login attempts; retry in {seconds} seconds."),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
+/// The throttling key of a login attempt: the user, whichever identifier
+/// named them, or the identifier itself when no user matches, so unknown
+/// names are throttled exactly like real ones.
+fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
+    match user {
+        Some(user) => format!("user:{}", user.id),
+        None => format!("name:{identifier}"),
+    }
+}
+
 /// `POST /auth/login`: username (or email) and password for a token pair.
+///
+/// Throttled attempts (per client address, in memory; per account, in the
+/// database) get 429 before any password work. Unknown users cost the same
+/// hash as wrong passwords and get the same answer.
 pub async fn login(
+    req: HttpRequest,
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
+    let limits = &state.throttle;
+    let forwarded_for = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
+    let address = client_address(
+        req.peer_addr().map(|peer| peer.ip()),
+        forwarded_for,
+        &limits.trusted_proxies,
+    );
+    if let Some(wait) = address.and_then(|ip| limits.addresses.retry_after(ip, Instant::now())) {
+        return Err(throttled(wait));
+    }
     let identifier = body.username.trim().to_lowercase();
-    let user = if identifier.is_empty() {
-        None
-    } else {
-        db::run(&state.pool, move |conn| {
-            users::find_by_login(conn, &identifier).map_err(ApiError::from)
-        })
-        .await?
-    };
+    let (max_failures, window) = (limits.account_max_failures, limits.window);
+    let (user, account, throttled_until) = db::run(&state.pool, move |conn| {
+        let user = if identifier.is_empty() {
+            None
+        } else {
+            users::find_by_login(conn, &identifier)?
+        };
+        let account = throttle_account(user.as_ref(), &identifier);
+        let until =
+            login_failures::throttled_until(conn, &account, db::now(), max_failures, window)?;
+        Ok::<_, ApiError>((user, account, until))
+    })
+    .await?;
+    if let Some(until) = throttled_until {
+        let wait = (until - db::now()).to_std().unwrap_or_default();
+        return Err(throttled(wait));
+    }
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
     let password = SecretString::from(body.password.expose_secret().to_owned());
     let outcome = state
@@ -103,7 +154,17 @@ pub async fn login(
         .map_err(ApiError::internal)?;
     let user = match user {
         Some(user) if outcome.matches => user,
-        _ => return Err(ApiError::invalid_credentials()),
+        _ => {
+            if let Some(ip) = address {
+                limits.addresses.record_failure(ip, Instant::now());
+            }
+            db::run(&state.pool, move |conn| {
+                login_failures::record_failure(conn, &account, db::now(), window)
+                    .map_err(ApiError::from)
+            })
+            .await?;
+            return Err(ApiError::invalid_credentials());
+        }
     };
     // A hash made with an outdated cost is replaced now that the password is
     // known; failing to make one only postpones the upgrade.
@@ -134,6 +195,7 @@ pub async fn login(
                 users::update(conn, &user.id, &changes)?;
                 tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost");
             }
+            login_failures::reset(conn, &account)?;
             let now = db::now();
             refresh_tokens::insert(
                 conn,
