@@ -220,6 +220,17 @@ pub async fn spawn_app_with(backend: Backend, configure: impl FnOnce(&mut Settin
 }
 
 impl TestApp {
+    /// Starts a second server on this app's database (two instances behind
+    /// a load balancer); returns its base URL.
+    pub async fn spawn_sibling(&self) -> String {
+        let application = Application::build(self.settings.clone())
+            .await
+            .expect("the sibling builds");
+        let port = application.port();
+        actix_web::rt::spawn(application.run_until_stopped());
+        format!("http://127.0.0.1:{port}")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -8,4 +8,5 @@ mod errors;
 mod helpers;
 mod keys;
 mod ops;
+mod throttling;
 mod users;
