@@ -155,6 +155,9 @@ fn secs(value: u64) -> TimeDelta {
         .unwrap_or(TimeDelta::MAX)
 }
 
+/// Deletes up to a batch of rows older than a cutoff; returns how many went.
+type Pruner = fn(&mut db::DbConnection, chrono::NaiveDateTime, i64) -> diesel::QueryResult<usize>;
+
 /// Deletes expired refresh tokens, revocation rows and ended throttling
 /// windows, in batches, forever.
 async fn prune_forever(state: web::Data<AppState>, interval: Duration) {
@@ -166,21 +169,14 @@ async fn prune_forever(state: web::Data<AppState>, interval: Duration) {
         let result = db::run(&state.pool, move |conn| {
             let now = db::now();
             let mut pruned = 0;
-            let prune_windows = move |conn: &mut db::DbConnection, now, batch| {
-                login_failures::prune_before(conn, now - window, batch)
-            };
-            let pruners: [&dyn Fn(
-                &mut db::DbConnection,
-                chrono::NaiveDateTime,
-                i64,
-            ) -> diesel::QueryResult<usize>; 3] = [
-                &refresh_tokens::prune_expired,
-                &revocations::prune_expired,
-                &prune_windows,
+            let pruners: [(Pruner, chrono::NaiveDateTime); 3] = [
+                (refresh_tokens::prune_expired, now),
+                (revocations::prune_expired, now),
+                (login_failures::prune_before, now - window),
             ];
-            for prune in pruners {
+            for (prune, cutoff) in pruners {
                 loop {
-                    let deleted = prune(conn, now, PRUNE_BATCH)?;
+                    let deleted = prune(conn, cutoff, PRUNE_BATCH)?;
                     pruned += deleted;
                     if deleted < PRUNE_BATCH as usize {
                         break;
