@@ -46,8 +46,12 @@ pub enum ErrorCode {
     Conflict,
     /// 413: the body exceeds `server.max_body_bytes`.
     PayloadTooLarge,
+    /// 414: the request target is longer than tessera accepts.
+    UriTooLong,
     /// 415: the body is not `application/json`.
     UnsupportedMediaType,
+    /// 431: too many or too large request headers.
+    HeadersTooLarge,
     /// 422: well-formed but invalid fields; `errors` says which.
     ValidationFailed,
     /// 400: the current password given for a password change is wrong.
@@ -73,7 +77,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UriTooLong => "uri_too_long",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::ValidationFailed => "validation_failed",
             ErrorCode::InvalidCurrentPassword => "invalid_current_password",
             ErrorCode::Throttled => "throttled",
@@ -95,7 +101,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::Throttled => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,7 +123,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "Method not allowed",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::PayloadTooLarge => "Payload too large",
+            ErrorCode::UriTooLong => "URI too long",
             ErrorCode::UnsupportedMediaType => "Unsupported media type",
+            ErrorCode::HeadersTooLarge => "Request header fields too large",
             ErrorCode::ValidationFailed => "Validation failed",
             ErrorCode::InvalidCurrentPassword => "Current password is incorrect",
             ErrorCode::Throttled => "Too many requests",
@@ -125,7 +135,7 @@ impl ErrorCode {
     }
 
     /// Every code, for the test that each one is documented and reachable.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidQuery,
         ErrorCode::NotAuthenticated,
@@ -136,7 +146,9 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::UriTooLong,
         ErrorCode::UnsupportedMediaType,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::ValidationFailed,
         ErrorCode::InvalidCurrentPassword,
         ErrorCode::Throttled,

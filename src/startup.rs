@@ -69,7 +69,7 @@ impl Application {
                 .default_service(web::to(crate::routes::not_found))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(from_fn(move |req, next| {
-                    crate::routes::body::buffer_body(req, next, max_body)
+                    crate::routes::body::bound_request(req, next, max_body)
                 }))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(from_fn(telemetry::request_id))

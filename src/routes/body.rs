@@ -30,11 +30,19 @@ use crate::error::{ApiError, ErrorCode, FieldErrors};
 /// the (small, bounded) body first keeps every connection clean. A body over
 /// the limit is refused with 413 and the connection is closed, as RFC 9112
 /// §9.3 allows.
-pub async fn buffer_body<B: MessageBody + 'static>(
+///
+/// It also refuses, before any routing, a request target over
+/// [`MAX_URI_BYTES`] (414) and a header block over [`MAX_HEADER_COUNT`]
+/// fields or [`MAX_HEADER_BYTES`] (431): no route needs more, and a small
+/// bound keeps every request's cost small.
+pub async fn bound_request<B: MessageBody + 'static>(
     mut req: ServiceRequest,
     next: Next<B>,
     limit: usize,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    if let Some(refusal) = oversized_head(&req) {
+        return Ok(close_after(req.into_response(refusal.error_response())));
+    }
     let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
         || req.headers().contains_key(header::TRANSFER_ENCODING);
     if has_body {
@@ -71,6 +79,37 @@ pub async fn buffer_body<B: MessageBody + 'static>(
         req.set_payload(Payload::from(buffered.freeze()));
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Longest request target (path and query) accepted, in bytes.
+pub const MAX_URI_BYTES: usize = 4096;
+/// Most request header fields accepted.
+pub const MAX_HEADER_COUNT: usize = 64;
+/// Largest total of header names and values accepted, in bytes.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+fn oversized_head(req: &ServiceRequest) -> Option<ApiError> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Some(ApiError::new(
+            ErrorCode::UriTooLong,
+            format!("The request target exceeds {MAX_URI_BYTES} bytes."),
+        ));
+    }
+    let headers = req.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADER_COUNT || bytes > MAX_HEADER_BYTES {
+        return Some(ApiError::new(
+            ErrorCode::HeadersTooLarge,
+            format!(
+                "At most {MAX_HEADER_COUNT} header fields of {MAX_HEADER_BYTES} bytes in all are accepted."
+            ),
+        ));
+    }
+    None
 }
 
 fn close_after<B>(response: ServiceResponse<BoxBody>) -> ServiceResponse<EitherBody<B>> {

@@ -27,6 +27,8 @@ backend_tests!(
     every_error_response_carries_a_request_id,
     a_refusal_before_a_late_body_keeps_the_connection_usable,
     an_oversized_body_is_refused_and_the_connection_closed,
+    an_overlong_uri_is_414,
+    too_many_headers_is_431,
 );
 
 /// `POST /auth/login` with a raw body and an optional Content-Type.
@@ -405,4 +407,19 @@ async fn an_oversized_body_is_refused_and_the_connection_closed(backend: Backend
         received.to_ascii_lowercase().contains("connection: close"),
         "{received}"
     );
+}
+
+async fn an_overlong_uri_is_414(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let path = format!("/users?x={}", "a".repeat(5000));
+    assert_problem(app.get(&path, None).await, 414, "uri_too_long").await;
+}
+
+async fn too_many_headers_is_431(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut request = app.client.get(app.url("/healthz"));
+    for i in 0..70 {
+        request = request.header(format!("x-filler-{i}"), "1");
+    }
+    assert_problem(request.send().await.unwrap(), 431, "headers_too_large").await;
 }
