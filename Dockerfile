@@ -30,9 +30,11 @@ COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
 ENV TESSERA__SERVER__BIND=0.0.0.0:8080 \
     TESSERA__SERVER__DATA_DIR=/data \
     TESSERA__DATABASE__URL=sqlite:///data/tessera.db
-USER tessera
+USER 10001:10001
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
+  CMD ["/usr/local/bin/tessera", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/tessera"]
 CMD ["serve"]

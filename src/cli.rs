@@ -37,6 +37,9 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Exit 0 if the local server answers `GET /healthz` with 200 within
+    /// three seconds, 1 otherwise (for container HEALTHCHECKs: no curl needed).
+    Healthcheck,
     /// Manage signing keys.
     Keys {
         #[command(subcommand)]
@@ -81,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         return generate_keys(algorithm, out);
     }
     let settings = Settings::load().map_err(|e| e.to_string())?;
-    telemetry::init(&settings.log);
+    telemetry::init(&settings);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
@@ -94,6 +97,35 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 },
         } => create_user(settings, &username, &email, admin).await,
         Command::Keys { .. } => Ok(()),
+        Command::Healthcheck => healthcheck(&settings),
+    }
+}
+
+fn healthcheck(settings: &Settings) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+    use std::time::Duration;
+    let bind = settings.bind_address().map_err(|e| e.to_string())?;
+    // A wildcard bind is reached through loopback.
+    let address = match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bind.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bind.port()),
+        _ => bind,
+    };
+    let timeout = Duration::from_secs(3);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("healthcheck: cannot connect to {address}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| format!("healthcheck: {e}"))?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).map_err(|e| format!("healthcheck: {e}"))?;
+    if head.starts_with(b"HTTP/1.") && &head[9..12] == b"200" {
+        Ok(())
+    } else {
+        Err(format!("healthcheck: {address} answered {}", String::from_utf8_lossy(&head)))
     }
 }
 

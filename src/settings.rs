@@ -49,6 +49,7 @@ pub struct ServerSettings {
     pub data_dir: PathBuf,
     pub env: DeployEnv,
     pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
 }
@@ -150,7 +151,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
-    pub format: LogFormat,
+    pub format: Option<LogFormat>,
     pub level: String,
 }
 
@@ -241,6 +242,17 @@ impl Settings {
                 "must be at least 1024",
             ));
         }
+        for origin in &self.cors.allowed_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin.trim_end_matches('/').split_once("://").is_some_and(|(_, host)| host.contains('/')));
+            if !valid {
+                return Err(SettingsError::new(
+                    "cors.allowed_origins",
+                    format!("`{origin}` is not an origin such as https://app.example.com"),
+                ));
+            }
+        }
         crate::auth::throttle::parse_trusted_proxies(&self.server.trusted_proxies)
             .map_err(|m| SettingsError::new("server.trusted_proxies", m))?;
         for (key, value) in [
@@ -300,6 +312,10 @@ impl Settings {
                 "database.connect_timeout_secs",
                 self.database.connect_timeout_secs,
             ),
+            (
+                "server.shutdown_timeout_secs",
+                self.server.shutdown_timeout_secs,
+            ),
         ] {
             if value > MAX_DURATION_SECS {
                 return Err(SettingsError::new(
@@ -342,6 +358,14 @@ impl Settings {
                 format!("`{other}` is not one of HS256, RS256, ES256, EdDSA"),
             )),
         }
+    }
+
+    /// `log.format`, or its default for `server.env`.
+    pub fn log_format(&self) -> LogFormat {
+        self.log.format.unwrap_or(match self.server.env {
+            DeployEnv::Production => LogFormat::Json,
+            DeployEnv::Development => LogFormat::Text,
+        })
     }
 
     pub fn workers(&self) -> usize {

@@ -11,6 +11,7 @@ use actix_web::http::header;
 use actix_web::middleware::{
     ErrorHandlerResponse, ErrorHandlers, NormalizePath, TrailingSlash, from_fn,
 };
+use actix_cors::Cors;
 use actix_web::{App, HttpServer, ResponseError, web};
 use chrono::TimeDelta;
 
@@ -54,6 +55,7 @@ impl Application {
         let listener = TcpListener::bind(address).map_err(StartupError::Bind)?;
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
         let max_body = settings.server.max_body_bytes;
+        let allowed_origins = settings.cors.allowed_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -67,18 +69,19 @@ impl Application {
                 }))
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::not_found))
-                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(from_fn(move |req, next| {
                     crate::routes::body::bound_request(req, next, max_body)
                 }))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(cors(&allowed_origins))
+                .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(from_fn(telemetry::request_id))
         })
         .workers(settings.workers())
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))
-        .shutdown_timeout(30)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
         .listen(listener)
         .map_err(StartupError::Bind)?
         .run();
@@ -148,6 +151,36 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         refresh_reuse_grace: secs(settings.jwt.refresh_reuse_grace_secs),
         throttle,
     })
+}
+
+/// CORS for browser clients: the configured origins (or any, with `*`),
+/// bearer tokens rather than cookies (no credentials), preflights cached.
+fn cors(allowed_origins: &[String]) -> Cors {
+    let mut cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            telemetry::REQUEST_ID,
+        ])
+        .expose_headers([
+            telemetry::REQUEST_ID,
+            header::LOCATION,
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("x-user-id"),
+            header::HeaderName::from_static("x-user-role"),
+        ])
+        .max_age(3600);
+    for origin in allowed_origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin.trim_end_matches('/'))
+        };
+    }
+    cors
 }
 
 fn secs(value: u64) -> TimeDelta {

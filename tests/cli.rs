@@ -359,3 +359,56 @@ fn list_settings_are_comma_separated_in_the_environment() {
         "two comma-separated key files are read"
     );
 }
+
+#[test]
+fn healthcheck_succeeds_against_a_running_server_and_fails_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("0.0.0.0:{port}");
+    let env = [("TESSERA__SERVER__BIND", bind.as_str())];
+    let down = tessera(dir.path(), &["healthcheck"], &env, "");
+    assert!(!down.status.success(), "no server yet");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .current_dir(dir.path())
+        .env("TESSERA__SERVER__BIND", &bind)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut healthy = false;
+    for _ in 0..50 {
+        if tessera(dir.path(), &["healthcheck"], &env, "")
+            .status
+            .success()
+        {
+            healthy = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        healthy,
+        "healthcheck reaches a server bound to 0.0.0.0 through loopback"
+    );
+}
+
+#[test]
+fn an_invalid_cors_origin_names_the_setting() {
+    assert_refused(
+        &[("TESSERA__CORS__ALLOWED_ORIGINS", "app.example.com/path")],
+        "cors.allowed_origins",
+    );
+}
+
+#[test]
+fn a_bad_trusted_proxy_names_the_setting() {
+    assert_refused(
+        &[("TESSERA__SERVER__TRUSTED_PROXIES", "10.0.0.0/8,nonsense")],
+        "server.trusted_proxies",
+    );
+}

@@ -16,6 +16,8 @@ backend_tests!(
     valid_request_id_is_echoed,
     invalid_request_id_is_replaced,
     expired_revocations_and_refresh_tokens_are_pruned,
+    cors_preflight_from_an_allowed_origin_is_answered_and_cached,
+    cors_gives_nothing_to_an_origin_not_allowed,
 );
 
 async fn healthz_answers_ok(backend: Backend) {
@@ -177,5 +179,77 @@ async fn lost_database_answers_503_and_readyz_fails_postgres() {
             .await
             .status(),
         200
+    );
+}
+
+async fn preflight(app: &crate::helpers::TestApp, origin: &str) -> reqwest::Response {
+    app.client
+        .request(reqwest::Method::OPTIONS, app.url("/users/me"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn cors_preflight_from_an_allowed_origin_is_answered_and_cached(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.cors.allowed_origins = vec!["https://app.example.com".to_owned()];
+    })
+    .await;
+    let response = preflight(&app, "https://app.example.com").await;
+    assert!(response.status().is_success(), "{}", response.status());
+    let headers = response.headers();
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    assert!(
+        headers["access-control-max-age"]
+            .to_str()
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+            >= 600
+    );
+    let user = app.user("alice").await;
+    let simple = app
+        .client
+        .get(app.url("/users/me"))
+        .bearer_auth(&user.tokens.access)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        simple.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let exposed = simple.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+}
+
+async fn cors_gives_nothing_to_an_origin_not_allowed(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.cors.allowed_origins = vec!["https://app.example.com".to_owned()];
+    })
+    .await;
+    let response = preflight(&app, "https://evil.example.net").await;
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    assert!(response.status().is_client_error());
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "refusals are problem details too"
     );
 }
