@@ -108,24 +108,37 @@ fn healthcheck(settings: &Settings) -> Result<(), String> {
     let bind = settings.bind_address().map_err(|e| e.to_string())?;
     // A wildcard bind is reached through loopback.
     let address = match bind.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bind.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bind.port()),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), bind.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), bind.port())
+        }
         _ => bind,
     };
     let timeout = Duration::from_secs(3);
     let mut stream = TcpStream::connect_timeout(&address, timeout)
         .map_err(|e| format!("healthcheck: cannot connect to {address}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
     stream
         .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .map_err(|e| format!("healthcheck: {e}"))?;
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).map_err(|e| format!("healthcheck: {e}"))?;
+    stream
+        .read_exact(&mut head)
+        .map_err(|e| format!("healthcheck: {e}"))?;
     if head.starts_with(b"HTTP/1.") && &head[9..12] == b"200" {
         Ok(())
     } else {
-        Err(format!("healthcheck: {address} answered {}", String::from_utf8_lossy(&head)))
+        Err(format!(
+            "healthcheck: {address} answered {}",
+            String::from_utf8_lossy(&head)
+        ))
     }
 }
 

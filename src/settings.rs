@@ -245,7 +245,10 @@ impl Settings {
         for origin in &self.cors.allowed_origins {
             let valid = origin == "*"
                 || ((origin.starts_with("https://") || origin.starts_with("http://"))
-                    && !origin.trim_end_matches('/').split_once("://").is_some_and(|(_, host)| host.contains('/')));
+                    && !origin
+                        .trim_end_matches('/')
+                        .split_once("://")
+                        .is_some_and(|(_, host)| host.contains('/')));
             if !valid {
                 return Err(SettingsError::new(
                     "cors.allowed_origins",

@@ -5,13 +5,13 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::{
     ErrorHandlerResponse, ErrorHandlers, NormalizePath, TrailingSlash, from_fn,
 };
-use actix_cors::Cors;
 use actix_web::{App, HttpServer, ResponseError, web};
 use chrono::TimeDelta;
 
