@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::extract::{Authenticated, CurrentUser, check_not_revoked};
 use crate::auth::refresh;
@@ -14,17 +15,26 @@ use crate::auth::throttle::client_address;
 use crate::auth::tokens::{Claims, new_token_id};
 use crate::db::{self, login_failures, refresh_tokens, revocations, users};
 use crate::domain::Role;
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::error::{ApiError, ApiResult, ErrorCode, PROBLEM_JSON};
+use crate::openapi::{ClaimsSchema, Problem, RoleSchema};
 use crate::routes::body::{JsonBody, JsonOrFormBody, OptionalJsonBody};
 use crate::state::AppState;
 
 /// The OAuth 2.0 token response (RFC 6749 §5.1).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// The access token, a JWT.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String, example = "Bearer")]
     token_type: &'static str,
+    /// The access token's lifetime in seconds (`jwt.access_ttl_secs`).
+    #[schema(example = 900)]
     expires_in: i64,
+    /// An opaque refresh token; each use rotates it.
     refresh_token: String,
+    /// The refresh token's lifetime in seconds (`jwt.refresh_ttl_secs`).
+    #[schema(example = 1209600)]
     refresh_expires_in: i64,
 }
 
@@ -76,10 +86,14 @@ fn open_session(
     }))
 }
 
-#[derive(Deserialize)]
+/// Credentials for a login.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    /// The username or the email address, in any case.
+    #[schema(example = "alice")]
     username: String,
+    #[schema(value_type = String, format = Password, example = "correct horse battery")]
     password: SecretString,
 }
 
@@ -104,11 +118,32 @@ fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
     }
 }
 
-/// `POST /auth/login`: username (or email) and password for a token pair.
+/// Log in: a username (or email) and password for a token pair.
 ///
 /// Throttled attempts (per client address, in memory; per account, in the
 /// database) get 429 before any password work. Unknown users cost the same
 /// hash as wrong passwords and get the same answer.
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "auth",
+    operation_id = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A token pair.", body = TokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`"),
+            ("Pragma" = String, description = "`no-cache`"),
+        )),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Unknown user or wrong password, indistinguishably (`invalid_credentials`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is missing, unknown or mistyped (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many failed logins for this account or from this address (`throttled`), even with the right password.", body = Problem, content_type = PROBLEM_JSON, headers(
+            ("Retry-After" = i64, description = "Seconds until a login may be tried again."),
+        )),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn login(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -216,14 +251,36 @@ pub async fn login(
     token_pair(&state, session, refresh_token)
 }
 
-#[derive(Deserialize)]
+/// A refresh token to rotate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
-/// `POST /auth/refresh`: rotates the refresh token; a replayed one revokes
-/// its whole family.
+/// Refresh: rotates the refresh token into a new token pair.
+///
+/// The presented refresh token stops working; presenting it again (reuse)
+/// revokes its whole family.
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "auth",
+    operation_id = "refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A new token pair.", body = TokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`"),
+            ("Pragma" = String, description = "`no-cache`"),
+        )),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "The refresh token is unknown, expired, revoked or reused (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is missing, unknown or mistyped (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn refresh(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<RefreshRequest>,
@@ -256,15 +313,36 @@ pub async fn refresh(
     token_pair(&state, session, successor)
 }
 
-#[derive(Deserialize)]
+/// What else to revoke at logout.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
+    /// A refresh token of the same user, whose family is revoked too.
     #[serde(default)]
+    #[schema(value_type = String)]
     refresh_token: Option<SecretString>,
 }
 
-/// `POST /auth/logout`: revokes this access token and, if given, the family
-/// of a refresh token of the same user.
+/// Log out: revokes this access token.
+///
+/// If the body names a refresh token of the same user, that token's family
+/// is revoked too. The body is optional.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "auth",
+    operation_id = "logout",
+    request_body(content = Option<LogoutRequest>, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out."),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "A body that is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "An unknown or mistyped field (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn logout(
     state: web::Data<AppState>,
     current: CurrentUser,
@@ -310,7 +388,23 @@ pub fn revoke_all_tokens(conn: &mut db::DbConnection, user_id: &str) -> Result<(
     Ok(())
 }
 
-/// `POST /auth/logout-all`.
+/// Log out everywhere.
+///
+/// Every token of the user issued before now stops working on the
+/// logout-sensitive routes, and all their refresh tokens are revoked.
+/// Stateless routes accept the older access tokens until they expire.
+#[utoipa::path(
+    post,
+    path = "/auth/logout-all",
+    tag = "auth",
+    operation_id = "logout_all",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every earlier token of the user is revoked."),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn logout_all(
     state: web::Data<AppState>,
     current: CurrentUser,
@@ -327,7 +421,26 @@ pub async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /auth/verify`: stateless; for gateways' forward-auth.
+/// Verify the access token: its claims, statelessly.
+///
+/// Checks the signature and claims only, with no database read, so a token
+/// revoked by logout still verifies here until it expires. Usable as a
+/// gateway's forward-auth target: the user's id and role are also headers.
+#[utoipa::path(
+    get,
+    path = "/auth/verify",
+    tag = "auth",
+    operation_id = "verify",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's claims.", body = ClaimsSchema, headers(
+            ("X-User-Id" = String, description = "The token's `sub`: the user's id."),
+            ("X-User-Role" = RoleSchema, description = "The token's `role`."),
+            ("Cache-Control" = String, description = "`no-store`"),
+        )),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn verify(Authenticated(claims): Authenticated) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Ok(value) = HeaderValue::from_str(&claims.sub) {
@@ -338,11 +451,16 @@ pub async fn verify(Authenticated(claims): Authenticated) -> HttpResponse {
     response.json(claims)
 }
 
-#[derive(Deserialize)]
+/// The token to introspect (RFC 7662 §2.1).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectRequest {
+    /// An access token or a refresh token.
+    #[schema(value_type = String)]
     token: SecretString,
+    /// `access_token` or `refresh_token`; accepted, but every kind is tried.
     #[serde(default)]
+    #[schema(value_type = String)]
     #[allow(
         dead_code,
         reason = "RFC 7662 allows the hint; every token type is tried anyway"
@@ -350,29 +468,47 @@ pub struct IntrospectRequest {
     token_type_hint: Option<String>,
 }
 
-/// The RFC 7662 introspection response.
-#[derive(Serialize, Default)]
+/// The RFC 7662 introspection response: `{"active": false}` alone for any
+/// token that is invalid, expired or revoked; the other members only for
+/// an active one (`username`, `role`, `nbf`, `iss`, `aud` and `jti` only
+/// for an access token).
+#[derive(Serialize, Default, ToSchema)]
 pub struct Introspection {
+    /// Whether the token is active.
     active: bool,
+    /// `access_token` or `refresh_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     token_type: Option<&'static str>,
+    /// The user's id.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     sub: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = RoleSchema, required = false)]
     role: Option<Role>,
+    /// Expiry, in seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, required = false)]
     exp: Option<i64>,
+    /// Issue time, in seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, required = false)]
     iat: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64, required = false)]
     nbf: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     aud: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     jti: Option<String>,
 }
 
@@ -394,8 +530,32 @@ impl Introspection {
     }
 }
 
-/// `POST /auth/introspect`: whether a token (access or refresh) is active,
-/// revocation included. Anything invalid is just `{"active": false}`.
+/// Introspect a token (RFC 7662): whether an access or refresh token is active.
+///
+/// Revocation is taken into account. Anything invalid, expired or revoked
+/// is just `{"active": false}`. The body may be JSON or a form, as RFC 7662
+/// clients send it.
+#[utoipa::path(
+    post,
+    path = "/auth/introspect",
+    tag = "auth",
+    operation_id = "introspect",
+    request_body(content(
+        (IntrospectRequest = "application/json"),
+        (IntrospectRequest = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Whether the token is active, and its claims if so.", body = Introspection, headers(
+            ("Cache-Control" = String, description = "`no-store`"),
+        )),
+        (status = 400, description = "The body is not well-formed JSON or form data (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "The caller's own token is missing (`not_authenticated`), or invalid, expired or revoked (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is neither JSON nor form data (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is missing, unknown or mistyped (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn introspect(
     state: web::Data<AppState>,
     _caller: CurrentUser,

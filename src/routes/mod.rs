@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod docs;
 pub mod ops;
 pub mod users;
 
@@ -15,68 +16,94 @@ use actix_web::{HttpRequest, Resource, Route, web};
 
 use crate::error::{ApiError, ErrorCode};
 
-/// Every route: (path, [(method, handler)]). Trailing slashes are trimmed
-/// before routing, so `/users/` reaches `/users`.
+/// A handler as the router mounts it.
+type Handler = fn() -> Route;
+
+/// One row of the route table: a path and the handler of each method.
+type Endpoint = (&'static str, Vec<(Method, Handler)>);
+
+fn on(method: Method, handler: Handler) -> (Method, Handler) {
+    (method, handler)
+}
+
+/// The API's route table. [`configure`] mounts it and [`route_table`] lists
+/// it, so the test that compares `/openapi.json` with [`route_table`]
+/// compares it with the router itself.
+fn endpoints() -> Vec<Endpoint> {
+    vec![
+        ("/healthz", vec![on(Method::GET, || web::to(ops::healthz))]),
+        ("/readyz", vec![on(Method::GET, || web::to(ops::readyz))]),
+        (
+            "/.well-known/jwks.json",
+            vec![on(Method::GET, || web::to(ops::jwks))],
+        ),
+        (
+            "/auth/login",
+            vec![on(Method::POST, || web::to(auth::login))],
+        ),
+        (
+            "/auth/refresh",
+            vec![on(Method::POST, || web::to(auth::refresh))],
+        ),
+        (
+            "/auth/logout",
+            vec![on(Method::POST, || web::to(auth::logout))],
+        ),
+        (
+            "/auth/logout-all",
+            vec![on(Method::POST, || web::to(auth::logout_all))],
+        ),
+        (
+            "/auth/verify",
+            vec![on(Method::GET, || web::to(auth::verify))],
+        ),
+        (
+            "/auth/introspect",
+            vec![on(Method::POST, || web::to(auth::introspect))],
+        ),
+        (
+            "/users",
+            vec![
+                on(Method::GET, || web::to(users::list)),
+                on(Method::POST, || web::to(users::create)),
+            ],
+        ),
+        ("/users/me", vec![on(Method::GET, || web::to(users::me))]),
+        (
+            "/users/{id}",
+            vec![
+                on(Method::GET, || web::to(users::get)),
+                on(Method::PATCH, || web::to(users::update)),
+                on(Method::DELETE, || web::to(users::delete)),
+            ],
+        ),
+        (
+            "/users/{id}/password",
+            vec![on(Method::PUT, || web::to(users::change_password))],
+        ),
+    ]
+}
+
+/// Every (method, path) of the API, as mounted by [`configure`]: what the
+/// OpenAPI document describes. The document and Swagger UI themselves
+/// (`docs::endpoints`) are served too but not listed here.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    endpoints()
+        .into_iter()
+        .flat_map(|(path, routes)| routes.into_iter().map(move |(method, _)| (method, path)))
+        .collect()
+}
+
+/// Mounts the API's route table, then `/openapi.json` and `/docs`. Trailing
+/// slashes are trimmed before routing, so `/users/` reaches `/users`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(endpoint(
-        "/healthz",
-        vec![(Method::GET, web::to(ops::healthz))],
-    ))
-    .service(endpoint(
-        "/readyz",
-        vec![(Method::GET, web::to(ops::readyz))],
-    ))
-    .service(endpoint(
-        "/.well-known/jwks.json",
-        vec![(Method::GET, web::to(ops::jwks))],
-    ))
-    .service(endpoint(
-        "/auth/login",
-        vec![(Method::POST, web::to(auth::login))],
-    ))
-    .service(endpoint(
-        "/auth/refresh",
-        vec![(Method::POST, web::to(auth::refresh))],
-    ))
-    .service(endpoint(
-        "/auth/logout",
-        vec![(Method::POST, web::to(auth::logout))],
-    ))
-    .service(endpoint(
-        "/auth/logout-all",
-        vec![(Method::POST, web::to(auth::logout_all))],
-    ))
-    .service(endpoint(
-        "/auth/verify",
-        vec![(Method::GET, web::to(auth::verify))],
-    ))
-    .service(endpoint(
-        "/auth/introspect",
-        vec![(Method::POST, web::to(auth::introspect))],
-    ))
-    .service(endpoint(
-        "/users",
-        vec![
-            (Method::GET, web::to(users::list)),
-            (Method::POST, web::to(users::create)),
-        ],
-    ))
-    .service(endpoint(
-        "/users/me",
-        vec![(Method::GET, web::to(users::me))],
-    ))
-    .service(endpoint(
-        "/users/{id}",
-        vec![
-            (Method::GET, web::to(users::get)),
-            (Method::PATCH, web::to(users::update)),
-            (Method::DELETE, web::to(users::delete)),
-        ],
-    ))
-    .service(endpoint(
-        "/users/{id}/password",
-        vec![(Method::PUT, web::to(users::change_password))],
-    ));
+    for (path, routes) in endpoints().into_iter().chain(docs::endpoints()) {
+        let routes = routes
+            .into_iter()
+            .map(|(method, handler)| (method, handler()))
+            .collect();
+        cfg.service(endpoint(path, routes));
+    }
 }
 
 /// A resource whose other methods get 405 with an `Allow` header.

@@ -5,20 +5,56 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use diesel::RunQueryDsl;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::error::{ApiError, ApiResult};
+use crate::auth::keys::PublishedJwk;
+use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
+use crate::openapi::{JwkSchema, Problem};
 use crate::state::AppState;
 
 /// How long readiness waits for the database before answering 503.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `GET /healthz`: the process answers; no database involved.
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// The process answers.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
 }
 
-/// `GET /readyz`: 200 when a database round trip succeeds in time, else 503.
+/// The process answers and its database too.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(value_type = String, example = "ok")]
+    database: &'static str,
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
+/// Liveness: the process answers; no database involved.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    operation_id = "healthz",
+    responses((status = 200, description = "Alive.", body = Liveness)),
+)]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Liveness { status: "ok" })
+}
+
+/// Readiness: whether a database round trip succeeds within 2 seconds.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: the database answers.", body = Readiness),
+        (status = 503, description = "The database is unreachable or too slow (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let pool = state.pool.clone();
     let check = actix_web::rt::task::spawn_blocking(move || {
@@ -30,7 +66,10 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
             .map_err(|e| e.to_string())
     });
     match tokio::time::timeout(READINESS_TIMEOUT, check).await {
-        Ok(Ok(Ok(_))) => Ok(HttpResponse::Ok().json(json!({"status": "ok", "database": "ok"}))),
+        Ok(Ok(Ok(_))) => Ok(HttpResponse::Ok().json(Readiness {
+            database: "ok",
+            status: "ok",
+        })),
         Ok(Ok(Err(cause))) => Err(ApiError::unavailable(format!("readiness: {cause}"))),
         Ok(Err(cause)) => Err(ApiError::unavailable(format!("readiness task: {cause}"))),
         Err(_) => Err(ApiError::unavailable("readiness: database check timed out")),
@@ -41,14 +80,36 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 /// key at least this long before signing with it (see SECURITY.md).
 pub const JWKS_MAX_AGE_SECS: u32 = 300;
 
-/// `GET /.well-known/jwks.json`: every public verification key (the signing
-/// key and retired ones still accepted); none under HS256, whose secret must
-/// never be published.
+/// A JSON Web Key Set (RFC 7517 §5).
+#[derive(Serialize, ToSchema)]
+pub struct Jwks<'a> {
+    /// Empty under HS256.
+    #[schema(value_type = Vec<JwkSchema>)]
+    keys: &'a [PublishedJwk],
+}
+
+/// The public keys that verify tessera's tokens (JWKS).
+///
+/// Every public verification key: the signing key and retired ones still
+/// accepted. None under HS256, whose secret must never be published.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "ops",
+    operation_id = "jwks",
+    responses(
+        (status = 200, description = "The key set.", body = Jwks, headers(
+            ("Cache-Control" = String, description = "`public, max-age=300`"),
+        )),
+    ),
+)]
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
             header::CACHE_CONTROL,
             format!("public, max-age={JWKS_MAX_AGE_SECS}"),
         ))
-        .json(json!({"keys": state.keys.jwks()}))
+        .json(Jwks {
+            keys: state.keys.jwks(),
+        })
 }

@@ -7,11 +7,13 @@ use chrono::NaiveDateTime;
 use diesel::Connection;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::extract::{Authenticated, CurrentUser, MaybeCurrentUser};
 use crate::db::{self, users};
 use crate::domain::{Email, Password, Role, Username};
-use crate::error::{ApiError, ApiResult, ErrorCode, FieldErrors};
+use crate::error::{ApiError, ApiResult, ErrorCode, FieldErrors, PROBLEM_JSON};
+use crate::openapi::{Problem, RoleSchema};
 use crate::routes::auth::revoke_all_tokens;
 use crate::routes::body::JsonBody;
 use crate::settings::Registration;
@@ -24,25 +26,42 @@ fn rfc3339(at: NaiveDateTime) -> String {
 }
 
 /// A user as its owner or an admin sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+// Serializing ignores it; the schema gets `additionalProperties: false`, so
+// that a full user is not also a public one in `UserView`'s `oneOf`.
+#[serde(deny_unknown_fields)]
 pub struct FullUser {
+    #[schema(format = "uuid")]
     id: String,
+    #[schema(example = "alice")]
     username: String,
+    #[schema(format = Email, example = "alice@example.com")]
     email: String,
+    #[schema(value_type = RoleSchema)]
     role: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     created_at: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
 /// A user as everyone else sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PublicUser {
+    #[schema(format = "uuid")]
     id: String,
+    #[schema(example = "alice")]
     username: String,
+    /// RFC 3339, UTC.
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
-#[derive(Serialize)]
+/// A user: full fields for oneself or an admin, public ones otherwise.
+#[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum UserView {
     Full(FullUser),
@@ -115,11 +134,19 @@ fn conflict(taken: &users::Taken) -> ApiError {
     ApiError::conflict(errors)
 }
 
-#[derive(Deserialize)]
+/// A new account.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
+    /// Letters, digits and `@.+-_`; unique, case-insensitively, among
+    /// usernames and emails.
+    #[schema(min_length = 1, max_length = 150, example = "alice")]
     username: String,
+    /// Unique, case-insensitively, among usernames and emails.
+    #[schema(format = Email, min_length = 1, max_length = 254, example = "alice@example.com")]
     email: String,
+    /// 8 to 128 characters, no composition rules (NIST SP 800-63B).
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128, example = "correct horse battery")]
     password: SecretString,
 }
 
@@ -175,7 +202,30 @@ fn is_unique_violation<T>(result: &diesel::QueryResult<T>) -> bool {
     )
 }
 
-/// `POST /users`: registration (admins only when `auth.registration` says so).
+/// Register a user.
+///
+/// Open to anyone, unless `auth.registration` is `admin_only`: then only an
+/// admin's token may create users. A token, if sent, must be valid either way.
+#[utoipa::path(
+    post,
+    path = "/users",
+    tag = "users",
+    operation_id = "create_user",
+    request_body = CreateUserRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 201, description = "The new user.", body = FullUser, headers(
+            ("Location" = String, description = "`/users/{id}` of the new user."),
+        )),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "Registration is `admin_only` and no token was sent (`not_authenticated`), or the token sent is invalid, expired or revoked (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Registration is `admin_only` and the caller is no admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The username or email is taken, case-insensitively (`conflict`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is missing, unknown, mistyped or breaks its rules (`validation_failed`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn create(
     state: web::Data<AppState>,
     MaybeCurrentUser(caller): MaybeCurrentUser,
@@ -217,24 +267,52 @@ pub async fn create(
 }
 
 /// Unknown query parameters are ignored, as DRF does (cache busters etc.).
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Users per page.
+    #[param(value_type = i64, required = false, minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
+    /// Users to skip.
+    #[param(value_type = i64, required = false, minimum = 0, default = 0)]
     offset: Option<i64>,
 }
 
 pub const DEFAULT_PAGE: i64 = 20;
 pub const MAX_PAGE: i64 = 100;
 
-#[derive(Serialize)]
+/// A page of users, in creation order.
+#[derive(Serialize, ToSchema)]
 pub struct Page {
+    /// Public users, or full ones for an admin.
     items: Vec<UserView>,
+    #[schema(example = 20)]
     limit: i64,
+    #[schema(example = 0)]
     offset: i64,
+    /// Users in all.
     total: i64,
 }
 
-/// `GET /users`: a page of users; public fields unless the caller is admin.
+/// List users, a page at a time.
+///
+/// Public fields unless the caller is an admin. Stateless: the token is
+/// checked by signature and claims alone.
+#[utoipa::path(
+    get,
+    path = "/users",
+    tag = "users",
+    operation_id = "list_users",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users.", body = Page),
+        (status = 400, description = "The query string cannot be read, e.g. a `limit` that is no integer (`invalid_query`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`limit` outside 1-100, or a negative `offset` (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -288,7 +366,21 @@ fn no_such_user() -> ApiError {
     ApiError::not_found("No user with that id.")
 }
 
-/// `GET /users/me`.
+/// The caller's own account.
+///
+/// Stateless: the token is checked by signature and claims alone.
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "users",
+    operation_id = "get_me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller, with full fields.", body = FullUser),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one, or one whose user is gone (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> ApiResult<HttpResponse> {
     let user = load_user(&state, caller.0.sub.clone())
         .await?
@@ -296,7 +388,23 @@ pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> ApiResult<
     Ok(HttpResponse::Ok().json(UserView::full(user)))
 }
 
-/// `GET /users/{id}`: full fields for oneself or an admin, public otherwise.
+/// A user: full fields for oneself or an admin, public ones otherwise.
+///
+/// Stateless: the token is checked by signature and claims alone.
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    tag = "users",
+    operation_id = "get_user",
+    params(("id" = String, Path, description = "The user's id.", format = "uuid")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user.", body = UserView),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -318,15 +426,42 @@ fn ensure_may_manage(caller: &CurrentUser, id: &str) -> ApiResult<()> {
     }
 }
 
-#[derive(Deserialize)]
+/// The fields to change; those left out keep their value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
+    /// Same rules as at registration.
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 150)]
     username: Option<String>,
+    /// Same rules as at registration.
+    #[schema(value_type = String, required = false, format = Email, min_length = 1, max_length = 254)]
     email: Option<String>,
+    /// Admins only.
+    #[schema(value_type = RoleSchema, required = false)]
     role: Option<String>,
 }
 
-/// `PATCH /users/{id}`: username and email by self or admin; role by admins.
+/// Update a user: username and email by oneself or an admin; role by admins.
+#[utoipa::path(
+    patch,
+    path = "/users/{id}",
+    tag = "users",
+    operation_id = "update_user",
+    params(("id" = String, Path, description = "The user's id.", format = "uuid")),
+    request_body = UpdateUserRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user as changed.", body = FullUser),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's account without being admin, or a `role` change without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "The new username or email is taken, case-insensitively (`conflict`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is unknown, mistyped or breaks its rules (`validation_failed`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn update(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -395,16 +530,42 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(UserView::full(user)))
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
+    /// Required when changing one's own password; not needed by an admin
+    /// changing another user's.
     #[serde(default)]
+    #[schema(value_type = String, required = false, format = Password)]
     current_password: Option<SecretString>,
+    /// 8 to 128 characters.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }
 
-/// `PUT /users/{id}/password`: oneself with the current password, or an
-/// admin for anyone else; every earlier token of the user is revoked.
+/// Change a password: one's own with the current password, or anyone's as admin.
+///
+/// Every earlier token of the user is revoked, and their refresh tokens.
+#[utoipa::path(
+    put,
+    path = "/users/{id}/password",
+    tag = "users",
+    operation_id = "change_password",
+    params(("id" = String, Path, description = "The user's id.", format = "uuid")),
+    request_body = ChangePasswordRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Changed; the user's earlier tokens are revoked."),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`), or `current_password` is wrong (`invalid_current_password`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's password without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is missing, unknown, mistyped or breaks its rules (`validation_failed`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn change_password(
     state: web::Data<AppState>,
     caller: CurrentUser,
@@ -468,8 +629,25 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `DELETE /users/{id}`: the account, its refresh tokens, and (through the
-/// missing row) every access token on logout-sensitive routes.
+/// Delete a user: oneself, or anyone as admin.
+///
+/// The account goes with its refresh tokens; its access tokens stop working
+/// on the logout-sensitive routes.
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "users",
+    operation_id = "delete_user",
+    params(("id" = String, Path, description = "The user's id.", format = "uuid")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's account without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
 pub async fn delete(
     state: web::Data<AppState>,
     caller: CurrentUser,

@@ -7,6 +7,7 @@ mod auth;
 mod errors;
 mod helpers;
 mod keys;
+mod openapi;
 mod ops;
 mod throttling;
 mod users;
