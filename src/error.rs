@@ -42,6 +42,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the route exists, the method does not.
     MethodNotAllowed,
+    /// 408: the request body did not arrive in time.
+    RequestTimeout,
     /// 409: a unique field (username, email) is taken.
     Conflict,
     /// 413: the body exceeds `server.max_body_bytes`.
@@ -75,6 +77,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UriTooLong => "uri_too_long",
@@ -99,6 +102,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
@@ -121,6 +125,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "Permission denied",
             ErrorCode::NotFound => "Not found",
             ErrorCode::MethodNotAllowed => "Method not allowed",
+            ErrorCode::RequestTimeout => "Request timeout",
             ErrorCode::Conflict => "Conflict",
             ErrorCode::PayloadTooLarge => "Payload too large",
             ErrorCode::UriTooLong => "URI too long",
@@ -135,7 +140,7 @@ impl ErrorCode {
     }
 
     /// Every code, for the test that each one is documented and reachable.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidQuery,
         ErrorCode::NotAuthenticated,
@@ -144,6 +149,7 @@ impl ErrorCode {
         ErrorCode::PermissionDenied,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UriTooLong,

@@ -59,6 +59,7 @@ pub const BEARER: &str = "bearer";
         users::change_password,
         ops::jwks,
         ops::healthz,
+        ops::metrics,
         ops::readyz,
     ),
     components(schemas(Problem)),

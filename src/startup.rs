@@ -20,6 +20,7 @@ use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES, parse_truste
 use crate::auth::tokens::KeyRing;
 use crate::db::{self, login_failures, refresh_tokens, revocations};
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
+use crate::metrics::Metrics;
 use crate::settings::{Settings, SettingsError};
 use crate::state::{AppState, LoginThrottle};
 use crate::telemetry;
@@ -110,11 +111,13 @@ impl Application {
 /// Everything the handlers share, built from settings; a bad setting or an
 /// unreachable database is an error naming the setting.
 pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError> {
+    let metrics = Metrics::new();
     let keys = KeyRing::from_settings(settings)?;
     let hasher = PasswordHasher::new(
         &settings.password,
         std::thread::available_parallelism().map_or(1, usize::from),
-    )?;
+    )?
+    .with_timer(metrics.argon2_timer());
     let database = settings.database.clone();
     let pool = actix_web::rt::task::spawn_blocking(move || {
         let (pool, url) = db::connect(&database)?;
@@ -143,13 +146,14 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
             .map_err(|m| SettingsError::new("server.trusted_proxies", m))?,
     };
     Ok(AppState {
-        pool,
+        pool: db::Database::new(pool, Some(metrics.pool_wait_timer())),
         keys,
         hasher,
         registration: settings.auth.registration,
         refresh_ttl: secs(settings.jwt.refresh_ttl_secs),
         refresh_reuse_grace: secs(settings.jwt.refresh_reuse_grace_secs),
         throttle,
+        metrics,
     })
 }
 

@@ -5,17 +5,19 @@ use chrono::TimeDelta;
 use crate::auth::password::PasswordHasher;
 use crate::auth::throttle::AddressThrottle;
 use crate::auth::tokens::KeyRing;
-use crate::db::Pool;
+use crate::db::Database;
+use crate::metrics::Metrics;
 use crate::settings::Registration;
 
 pub struct AppState {
-    pub pool: Pool,
+    pub pool: Database,
     pub keys: KeyRing,
     pub hasher: PasswordHasher,
     pub registration: Registration,
     pub refresh_ttl: TimeDelta,
     pub refresh_reuse_grace: TimeDelta,
     pub throttle: LoginThrottle,
+    pub metrics: Metrics,
 }
 
 /// The login throttling settings and the per-address counters.

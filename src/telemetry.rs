@@ -10,6 +10,7 @@ use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, Settings};
+use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -53,6 +54,7 @@ pub async fn request_id(
                 .unwrap_or(HeaderValue::from_static("unknown"))
         });
     let method = req.method().clone();
+    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
     let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or(""));
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
@@ -60,12 +62,18 @@ pub async fn request_id(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".to_owned());
+    let elapsed = started.elapsed();
+    if let Some(state) = state {
+        state
+            .metrics
+            .observe_request(method.as_str(), &route, response.status().as_u16(), elapsed);
+    }
     span.in_scope(|| {
         tracing::info!(
             %method,
             route,
             status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
         );
     });

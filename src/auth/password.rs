@@ -40,6 +40,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     dummy_hash: Arc<str>,
     waiting: Arc<AtomicUsize>,
+    /// Where each hash's duration is reported, if anywhere.
+    timer: Option<prometheus::Histogram>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -81,7 +83,14 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy_hash: dummy_hash.into(),
             waiting: Arc::new(AtomicUsize::new(0)),
+            timer: None,
         })
+    }
+
+    /// Reports every hash's duration to `histogram`.
+    pub fn with_timer(mut self, histogram: prometheus::Histogram) -> Self {
+        self.timer = Some(histogram);
+        self
     }
 
     /// How many hash jobs are queued or running right now.
@@ -143,10 +152,12 @@ impl PasswordHasher {
             .await
             .map_err(|e| HashError::Task(e.to_string()))?;
         let span = tracing::Span::current();
+        let timer = self.timer.clone();
         actix_web::rt::task::spawn_blocking(move || {
             let _entered = span.enter();
             let _permit = permit;
             let _in_flight = in_flight;
+            let _timing = timer.as_ref().map(prometheus::Histogram::start_timer);
             work()
         })
         .await

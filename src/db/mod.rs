@@ -210,20 +210,46 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 
+/// The pool, and where the time spent waiting for a connection is reported.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    wait_seconds: Option<prometheus::Histogram>,
+}
+
+impl Database {
+    pub fn new(pool: Pool, wait_seconds: Option<prometheus::Histogram>) -> Self {
+        Self { pool, wait_seconds }
+    }
+}
+
+impl std::ops::Deref for Database {
+    type Target = Pool;
+
+    fn deref(&self) -> &Pool {
+        &self.pool
+    }
+}
+
 /// Runs blocking diesel work on the blocking thread pool, never on an HTTP
 /// worker, carrying the caller's tracing span. A pool timeout becomes
 /// [`PoolError`], which the HTTP layer answers with 503.
-pub async fn run<T, E, F>(pool: &Pool, work: F) -> Result<T, E>
+pub async fn run<T, E, F>(db: &Database, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: From<PoolError> + Send + 'static,
 {
-    let pool = pool.clone();
+    let db = db.clone();
     let span = tracing::Span::current();
     actix_web::rt::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let mut conn = pool.get().map_err(PoolError::from)?;
+        let waiting = std::time::Instant::now();
+        let connection = db.pool.get();
+        if let Some(histogram) = &db.wait_seconds {
+            histogram.observe(waiting.elapsed().as_secs_f64());
+        }
+        let mut conn = connection.map_err(PoolError::from)?;
         work(&mut conn)
     })
     .await

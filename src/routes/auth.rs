@@ -160,6 +160,8 @@ pub async fn login(
         &limits.trusted_proxies,
     );
     if let Some(wait) = address.and_then(|ip| limits.addresses.retry_after(ip, Instant::now())) {
+        state.metrics.login("throttled");
+        state.metrics.throttled("address");
         return Err(throttled(wait));
     }
     let identifier = body.username.trim().to_lowercase();
@@ -178,6 +180,8 @@ pub async fn login(
     .await?;
     if let Some(until) = throttled_until {
         let wait = (until - db::now()).to_std().unwrap_or_default();
+        state.metrics.login("throttled");
+        state.metrics.throttled("account");
         return Err(throttled(wait));
     }
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
@@ -198,6 +202,7 @@ pub async fn login(
                     .map_err(ApiError::from)
             })
             .await?;
+            state.metrics.login("invalid_credentials");
             return Err(ApiError::invalid_credentials());
         }
     };
@@ -248,6 +253,8 @@ pub async fn login(
     })
     .await?
     .ok_or_else(ApiError::invalid_credentials)?;
+    state.metrics.login("success");
+    state.metrics.token_pair_issued();
     token_pair(&state, session, refresh_token)
 }
 
@@ -288,7 +295,7 @@ pub async fn refresh(
     let presented_hash = refresh::hash(body.refresh_token.expose_secret());
     let (successor, successor_hash) = refresh::generate();
     let (ttl, grace) = (state.refresh_ttl, state.refresh_reuse_grace);
-    let session = db::run(&state.pool, move |conn| {
+    let (session, outcome) = db::run(&state.pool, move |conn| {
         let now = db::now();
         let rotation = refresh_tokens::rotate(
             conn,
@@ -300,16 +307,20 @@ pub async fn refresh(
             open_session,
         )?;
         Ok::<_, ApiError>(match rotation {
-            refresh_tokens::Rotation::Rotated { session, .. } => session,
+            refresh_tokens::Rotation::Rotated { session, .. } => (session, "rotated"),
             refresh_tokens::Rotation::ReuseDetected { user_id } => {
                 tracing::warn!(%user_id, "refresh token reuse detected: family revoked");
-                None
+                (None, "reuse_detected")
             }
-            refresh_tokens::Rotation::Invalid => None,
+            refresh_tokens::Rotation::Invalid => (None, "invalid"),
         })
     })
-    .await?
-    .ok_or_else(|| ApiError::invalid_token("The refresh token is invalid, expired or revoked."))?;
+    .await?;
+    state.metrics.refresh(outcome);
+    let session = session.ok_or_else(|| {
+        ApiError::invalid_token("The refresh token is invalid, expired or revoked.")
+    })?;
+    state.metrics.token_pair_issued();
     token_pair(&state, session, successor)
 }
 

@@ -51,35 +51,45 @@ pub async fn bound_request<B: MessageBody + 'static>(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let mut buffered = web::BytesMut::new();
         let mut payload = req.take_payload();
-        let mut too_large = declared.is_some_and(|length| length > limit);
-        while !too_large {
-            match payload.next().await {
-                Some(Ok(chunk)) => {
-                    too_large = buffered.len() + chunk.len() > limit;
-                    buffered.extend_from_slice(&chunk);
-                }
-                Some(Err(error)) => {
-                    let response =
-                        ApiError::new(ErrorCode::ParseError, "The request body could not be read.")
-                            .error_response();
-                    tracing::debug!(%error, "request body unreadable");
-                    return Ok(close_after(req.into_response(response)));
-                }
-                None => break,
+        let read = tokio::time::timeout(BODY_TIMEOUT, async {
+            let mut buffered = web::BytesMut::new();
+            if declared.is_some_and(|length| length > limit) {
+                return Err(ErrorCode::PayloadTooLarge);
             }
-        }
-        if too_large {
-            let response =
-                ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.")
-                    .error_response();
-            return Ok(close_after(req.into_response(response)));
-        }
-        req.set_payload(Payload::from(buffered.freeze()));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|error| {
+                    tracing::debug!(%error, "request body unreadable");
+                    ErrorCode::ParseError
+                })?;
+                if buffered.len() + chunk.len() > limit {
+                    return Err(ErrorCode::PayloadTooLarge);
+                }
+                buffered.extend_from_slice(&chunk);
+            }
+            Ok(buffered.freeze())
+        })
+        .await
+        .unwrap_or(Err(ErrorCode::RequestTimeout));
+        let body = match read {
+            Ok(body) => body,
+            Err(code) => {
+                let detail = match code {
+                    ErrorCode::PayloadTooLarge => "The request body is too large.",
+                    ErrorCode::RequestTimeout => "The request body did not arrive in time.",
+                    _ => "The request body could not be read.",
+                };
+                let response = ApiError::new(code, detail).error_response();
+                return Ok(close_after(req.into_response(response)));
+            }
+        };
+        req.set_payload(Payload::from(body));
     }
     Ok(next.call(req).await?.map_into_left_body())
 }
+
+/// How long a client may take to send a request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Longest request target (path and query) accepted, in bytes.
 pub const MAX_URI_BYTES: usize = 4096;

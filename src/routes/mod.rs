@@ -33,6 +33,7 @@ fn endpoints() -> Vec<Endpoint> {
     vec![
         ("/healthz", vec![on(Method::GET, || web::to(ops::healthz))]),
         ("/readyz", vec![on(Method::GET, || web::to(ops::readyz))]),
+        ("/metrics", vec![on(Method::GET, || web::to(ops::metrics))]),
         (
             "/.well-known/jwks.json",
             vec![on(Method::GET, || web::to(ops::jwks))],

@@ -44,6 +44,26 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Liveness { status: "ok" })
 }
 
+/// Prometheus metrics in the text exposition format: requests and latency
+/// by route template and status, logins by outcome, tokens issued,
+/// refreshes and detected reuse, throttled logins, Argon2 queue depth and
+/// hash time, database pool size, use and wait time.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format (version 0.0.4).", body = String, content_type = "text/plain; version=0.0.4")),
+)]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state
+        .metrics
+        .render(state.hasher.in_flight(), state.pool.state());
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
+}
+
 /// Readiness: whether a database round trip succeeds within 2 seconds.
 #[utoipa::path(
     get,

@@ -18,6 +18,7 @@ backend_tests!(
     expired_revocations_and_refresh_tokens_are_pruned,
     cors_preflight_from_an_allowed_origin_is_answered_and_cached,
     cors_gives_nothing_to_an_origin_not_allowed,
+    metrics_count_requests_by_route_template_and_auth_outcomes,
 );
 
 async fn healthz_answers_ok(backend: Backend) {
@@ -252,4 +253,47 @@ async fn cors_gives_nothing_to_an_origin_not_allowed(backend: Backend) {
         "application/problem+json",
         "refusals are problem details too"
     );
+}
+
+async fn metrics_count_requests_by_route_template_and_auth_outcomes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.user("alice").await;
+    for id in [user.id.as_str(), "00000000-0000-0000-0000-000000000000"] {
+        app.get(&format!("/users/{id}"), Some(&user.tokens.access))
+            .await;
+    }
+    let failed = app
+        .post_json(
+            "/auth/login",
+            None,
+            &serde_json::json!({"username": "alice", "password": "wrong password"}),
+        )
+        .await;
+    assert_eq!(failed.status(), 401);
+    assert_eq!(app.refresh(&user.tokens.refresh).await.status(), 200);
+    let response = app.get("/metrics", None).await;
+    assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = response.text().await.unwrap();
+    for expected in [
+        r#"tessera_http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#,
+        r#"tessera_http_requests_total{method="GET",route="/users/{id}",status="404"} 1"#,
+        r#"tessera_logins_total{outcome="success"} 1"#,
+        r#"tessera_logins_total{outcome="invalid_credentials"} 1"#,
+        r#"tessera_refreshes_total{outcome="rotated"} 1"#,
+        r#"tessera_tokens_issued_total{kind="access"} 2"#,
+        "tessera_argon2_duration_seconds_count",
+        "tessera_argon2_in_flight 0",
+        "tessera_db_pool_connections ",
+        "tessera_db_pool_connections_in_use ",
+        "tessera_db_pool_wait_seconds_count",
+        "tessera_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(expected), "missing {expected}\n{text}");
+    }
+    assert!(!text.contains(&user.id), "raw ids never become labels");
 }

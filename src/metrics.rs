@@ -1,0 +1,234 @@
+//! Prometheus metrics, served at `GET /metrics`.
+//!
+//! Labels are bounded: routes are labelled by their template
+//! (`/users/{id}`), never the raw path, and methods outside the standard set
+//! are folded into `OTHER`, so no client can grow the series count.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric tessera exports.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    logins: IntCounterVec,
+    tokens_issued: IntCounterVec,
+    refreshes: IntCounterVec,
+    throttled_logins: IntCounterVec,
+    argon2_queue: IntGauge,
+    argon2_seconds: Histogram,
+    pool_size: IntGauge,
+    pool_in_use: IntGauge,
+    pool_wait_seconds: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Buckets from 0.1 ms to 10 s: token checks, queries and hashes alike.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0,
+];
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|_| unreachable!("static metric definition"));
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric =
+        IntGauge::new(name, help).unwrap_or_else(|_| unreachable!("static metric definition"));
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let metric =
+        Histogram::with_opts(opts).unwrap_or_else(|_| unreachable!("static metric definition"));
+    let _ = registry.register(Box::new(metric.clone()));
+    metric
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tessera_http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .unwrap_or_else(|_| unreachable!("static metric definition"));
+        let _ = registry.register(Box::new(http_duration.clone()));
+        Self {
+            http_requests: counter(
+                &registry,
+                "tessera_http_requests_total",
+                "HTTP requests by method, route template and status",
+                &["method", "route", "status"],
+            ),
+            http_duration,
+            logins: counter(
+                &registry,
+                "tessera_logins_total",
+                "Login attempts by outcome",
+                &["outcome"],
+            ),
+            tokens_issued: counter(
+                &registry,
+                "tessera_tokens_issued_total",
+                "Tokens issued by kind",
+                &["kind"],
+            ),
+            refreshes: counter(
+                &registry,
+                "tessera_refreshes_total",
+                "Refresh-token presentations by outcome (rotated, reuse_detected, invalid)",
+                &["outcome"],
+            ),
+            throttled_logins: counter(
+                &registry,
+                "tessera_throttled_logins_total",
+                "Logins refused with 429, by what was throttled",
+                &["scope"],
+            ),
+            argon2_queue: gauge(
+                &registry,
+                "tessera_argon2_in_flight",
+                "Password hashes queued or running",
+            ),
+            argon2_seconds: histogram(
+                &registry,
+                "tessera_argon2_duration_seconds",
+                "Time to hash or verify one password",
+            ),
+            pool_size: gauge(
+                &registry,
+                "tessera_db_pool_connections",
+                "Open database connections",
+            ),
+            pool_in_use: gauge(
+                &registry,
+                "tessera_db_pool_connections_in_use",
+                "Database connections checked out",
+            ),
+            pool_wait_seconds: histogram(
+                &registry,
+                "tessera_db_pool_wait_seconds",
+                "Time spent waiting for a pooled database connection",
+            ),
+            registry,
+        }
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = match method {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
+        self.http_requests
+            .with_label_values(&[method, route, status_label(status)])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// `outcome`: success, invalid_credentials or throttled.
+    pub fn login(&self, outcome: &str) {
+        self.logins.with_label_values(&[outcome]).inc();
+    }
+
+    /// An access and a refresh token went out.
+    pub fn token_pair_issued(&self) {
+        self.tokens_issued.with_label_values(&["access"]).inc();
+        self.tokens_issued.with_label_values(&["refresh"]).inc();
+    }
+
+    /// `outcome`: rotated, reuse_detected or invalid.
+    pub fn refresh(&self, outcome: &str) {
+        self.refreshes.with_label_values(&[outcome]).inc();
+    }
+
+    /// `scope`: account or address.
+    pub fn throttled(&self, scope: &str) {
+        self.throttled_logins.with_label_values(&[scope]).inc();
+    }
+
+    /// The histogram the password hasher reports each hash's time to.
+    pub fn argon2_timer(&self) -> Histogram {
+        self.argon2_seconds.clone()
+    }
+
+    /// The histogram `db::run` reports pool waits to.
+    pub fn pool_wait_timer(&self) -> Histogram {
+        self.pool_wait_seconds.clone()
+    }
+
+    /// The text exposition, with the gauges read now.
+    pub fn render(&self, argon2_in_flight: usize, pool: r2d2::State) -> String {
+        self.argon2_queue
+            .set(i64::try_from(argon2_in_flight).unwrap_or(i64::MAX));
+        self.pool_size.set(i64::from(pool.connections));
+        self.pool_in_use.set(i64::from(
+            pool.connections.saturating_sub(pool.idle_connections),
+        ));
+        let mut buffer = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+}
+
+/// Status codes as static labels (no allocation per request): the codes
+/// tessera answers with, and a class for anything else.
+fn status_label(status: u16) -> &'static str {
+    const KNOWN: [(u16, &str); 18] = [
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (409, "409"),
+        (413, "413"),
+        (414, "414"),
+        (415, "415"),
+        (422, "422"),
+        (429, "429"),
+        (431, "431"),
+        (500, "500"),
+        (503, "503"),
+    ];
+    KNOWN.iter().find(|(code, _)| *code == status).map_or(
+        match status / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        |(_, label)| label,
+    )
+}
