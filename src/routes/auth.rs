@@ -17,7 +17,7 @@ use crate::db::{self, login_failures, refresh_tokens, revocations, users};
 use crate::domain::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, PROBLEM_JSON};
 use crate::openapi::{ClaimsSchema, Problem, RoleSchema};
-use crate::routes::body::{JsonBody, JsonOrFormBody, OptionalJsonBody};
+use crate::routes::body::{JsonBody, JsonOrFormBody, OptionalJsonBody, not_null};
 use crate::state::AppState;
 
 /// The OAuth 2.0 token response (RFC 6749 §5.1).
@@ -329,7 +329,7 @@ pub async fn refresh(
 #[serde(deny_unknown_fields)]
 pub struct LogoutRequest {
     /// A refresh token of the same user, whose family is revoked too.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String)]
     refresh_token: Option<SecretString>,
 }
@@ -470,7 +470,7 @@ pub struct IntrospectRequest {
     #[schema(value_type = String)]
     token: SecretString,
     /// `access_token` or `refresh_token`; accepted, but every kind is tried.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String)]
     #[allow(
         dead_code,

@@ -131,6 +131,18 @@ fn close_after<B>(response: ServiceResponse<BoxBody>) -> ServiceResponse<EitherB
     response
 }
 
+/// For optional request fields: absent means `None`, but an explicit `null`
+/// is refused like any other wrong type ("This field may not be null." in
+/// DRF's words), so a client never clears a field by accident. Use with
+/// `#[serde(default, deserialize_with = "not_null")]`.
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// The field name DRF uses for errors that concern the whole body.
 const NON_FIELD_ERRORS: &str = "non_field_errors";
 

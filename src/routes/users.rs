@@ -15,7 +15,7 @@ use crate::domain::{Email, Password, Role, Username};
 use crate::error::{ApiError, ApiResult, ErrorCode, FieldErrors, PROBLEM_JSON};
 use crate::openapi::{Problem, RoleSchema};
 use crate::routes::auth::revoke_all_tokens;
-use crate::routes::body::JsonBody;
+use crate::routes::body::{JsonBody, not_null};
 use crate::settings::Registration;
 use crate::state::AppState;
 
@@ -140,7 +140,12 @@ fn conflict(taken: &users::Taken) -> ApiError {
 pub struct CreateUserRequest {
     /// Letters, digits and `@.+-_`; unique, case-insensitively, among
     /// usernames and emails.
-    #[schema(min_length = 1, max_length = 150, example = "alice")]
+    #[schema(
+        min_length = 1,
+        max_length = 150,
+        pattern = r"^[\w.@+-]+$",
+        example = "alice"
+    )]
     username: String,
     /// Unique, case-insensitively, among usernames and emails.
     #[schema(format = Email, min_length = 1, max_length = 254, example = "alice@example.com")]
@@ -431,12 +436,15 @@ fn ensure_may_manage(caller: &CurrentUser, id: &str) -> ApiResult<()> {
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
     /// Same rules as at registration.
-    #[schema(value_type = String, required = false, min_length = 1, max_length = 150)]
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 150, pattern = r"^[\w.@+-]+$")]
     username: Option<String>,
     /// Same rules as at registration.
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String, required = false, format = Email, min_length = 1, max_length = 254)]
     email: Option<String>,
     /// Admins only.
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = RoleSchema, required = false)]
     role: Option<String>,
 }
@@ -536,7 +544,7 @@ pub async fn update(
 pub struct ChangePasswordRequest {
     /// Required when changing one's own password; not needed by an admin
     /// changing another user's.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String, required = false, format = Password)]
     current_password: Option<SecretString>,
     /// 8 to 128 characters.

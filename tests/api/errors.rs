@@ -29,6 +29,7 @@ backend_tests!(
     an_oversized_body_is_refused_and_the_connection_closed,
     an_overlong_uri_is_414,
     too_many_headers_is_431,
+    an_explicit_null_for_an_optional_field_is_a_validation_error,
 );
 
 /// `POST /auth/login` with a raw body and an optional Content-Type.
@@ -422,4 +423,27 @@ async fn too_many_headers_is_431(backend: Backend) {
         request = request.header(format!("x-filler-{i}"), "1");
     }
     assert_problem(request.send().await.unwrap(), 431, "headers_too_large").await;
+}
+
+async fn an_explicit_null_for_an_optional_field_is_a_validation_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.user("alice").await;
+    let patch = app
+        .send_json(
+            reqwest::Method::PATCH,
+            &format!("/users/{}", user.id),
+            Some(&user.tokens.access),
+            &serde_json::json!({"username": null}),
+        )
+        .await;
+    let body = assert_problem(patch, 422, "validation_failed").await;
+    assert!(body["errors"]["username"].is_array(), "{body}");
+    let logout = app
+        .post_json(
+            "/auth/logout",
+            Some(&user.tokens.access),
+            &serde_json::json!({"refresh_token": null}),
+        )
+        .await;
+    assert_problem(logout, 422, "validation_failed").await;
 }
