@@ -97,13 +97,19 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 
 /// Mounts the API's route table, then `/openapi.json` and `/docs`. Trailing
 /// slashes are trimmed before routing, so `/users/` reaches `/users`.
+///
+/// Every GET route also answers HEAD (RFC 9110 §9.3.2), with the same
+/// status and headers and no body (actix drops the body of a HEAD answer).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for (path, routes) in endpoints().into_iter().chain(docs::endpoints()) {
-        let routes = routes
-            .into_iter()
-            .map(|(method, handler)| (method, handler()))
-            .collect();
-        cfg.service(endpoint(path, routes));
+        let mut mounted = Vec::new();
+        for (method, handler) in routes {
+            if method == Method::GET {
+                mounted.push((Method::HEAD, handler()));
+            }
+            mounted.push((method, handler()));
+        }
+        cfg.service(endpoint(path, mounted));
     }
 }
 

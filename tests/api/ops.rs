@@ -19,6 +19,7 @@ backend_tests!(
     cors_preflight_from_an_allowed_origin_is_answered_and_cached,
     cors_gives_nothing_to_an_origin_not_allowed,
     metrics_count_requests_by_route_template_and_auth_outcomes,
+    head_is_answered_wherever_get_is,
 );
 
 async fn healthz_answers_ok(backend: Backend) {
@@ -296,4 +297,32 @@ async fn metrics_count_requests_by_route_template_and_auth_outcomes(backend: Bac
         assert!(text.contains(expected), "missing {expected}\n{text}");
     }
     assert!(!text.contains(&user.id), "raw ids never become labels");
+}
+
+async fn head_is_answered_wherever_get_is(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.user("alice").await;
+    for path in [
+        "/healthz",
+        "/.well-known/jwks.json",
+        "/auth/verify",
+        "/users/me",
+    ] {
+        let response = app
+            .client
+            .head(app.url(path))
+            .bearer_auth(&user.tokens.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "HEAD {path}");
+        assert!(
+            response.bytes().await.unwrap().is_empty(),
+            "no body for HEAD {path}"
+        );
+    }
+    let refused = app.client.head(app.url("/users/me")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let allow = app.client.delete(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(allow.headers()["allow"], "HEAD, GET");
 }
