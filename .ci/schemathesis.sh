@@ -43,29 +43,11 @@ MAX_EXAMPLES=${ST_MAX_EXAMPLES:-50}
 PHASE_SECS=300 # hard bound of each of the two runs (they take ~10-60 s)
 REQUEST_SECS=10
 
-fail() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
-log() { printf '\n==> %s\n' "$*"; }
-
-binary=${1:-target/release/tessera}
-if [ ! -x "$binary" ]; then
-  if [ -n "${1:-}" ]; then fail "no executable tessera binary at $binary"; fi
-  log "building $binary (cargo build --release)"
-  command -v cargo >/dev/null || fail "cargo is missing and $binary is not built"
-  cargo build --release || fail "cargo build --release failed"
-  [ -x "$binary" ] || fail "cargo build --release did not produce $binary"
-fi
-binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
+# shellcheck source=.ci/lib.sh
+source .ci/lib.sh
+resolve_binary "${1:-}"
 
 log "tools"
-apt_updated=
-apt_install() {
-  if [ -z "$apt_updated" ]; then
-    apt-get update -qq || fail "apt-get update failed"
-    apt_updated=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
-    || fail "apt-get install $* failed"
-}
 command -v curl >/dev/null || apt_install curl ca-certificates
 command -v python3 >/dev/null || apt_install python3 python3-venv
 
