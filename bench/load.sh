@@ -1,0 +1,505 @@
+#!/usr/bin/env bash
+# Load benchmark: tessera's release binary on SQLite and on PostgreSQL, under
+# wrk, side by side with a bare actix-web handler (bench/reference/) that
+# verifies one HS256 token and nothing else: the ceiling of this stack here.
+#
+#   bash bench/load.sh                                  # 64 connections, 10 s per case
+#   BENCH_DURATION=2 BENCH_CONNECTIONS=16 BENCH_USERS=100 bash bench/load.sh   # smoke run
+#
+# Cases per backend: reference (bare handler), GET /healthz, GET /auth/verify,
+# GET /users/me, GET /users?limit=20, POST /auth/login (default Argon2 cost),
+# POST /auth/refresh (each connection rotates its own token chain), and
+# GET /auth/verify during a login flood (two wrk processes at once). Prints a
+# table, one `BENCH ...` line per case, the ratios against the targets of
+# BENCHMARKS.md, and the RSS of the tessera process (idle, read load, flood).
+#
+# Settings (environment):
+#   BENCH_DURATION      seconds per case (10)
+#   BENCH_CONNECTIONS   wrk connections per case (64)
+#   BENCH_THREADS       wrk threads per wrk process (nproc, at most connections)
+#   BENCH_USERS         users seeded through POST /users (1000)
+#   BENCH_BACKENDS      "sqlite postgres" (either or both)
+#   BENCH_PG_URL        PostgreSQL server, trust auth (postgres://postgres@127.0.0.1:5432);
+#                       the script creates its own database and drops it at exit
+#   BENCH_ARGON2_MS     one Argon2id hash at the default cost, ms (18.0: the
+#                       criterion figure in BENCHMARKS.md); login capacity is
+#                       nproc / this
+#   BENCH_LOG_LEVEL     tessera's log.level (warn)
+#   BENCH_NO_BUILD=1    use the binaries already built
+#   BENCH_OUT           where the summary is also written ($target/bench-load.txt)
+#   CARGO_TARGET_DIR    honoured; the reference crate builds into the same one
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac
+duration=${BENCH_DURATION:-10}
+duration=${duration%s}
+connections=${BENCH_CONNECTIONS:-64}
+cores=$(nproc)
+threads=${BENCH_THREADS:-$cores}
+((threads > connections)) && threads=$connections
+users=${BENCH_USERS:-1000}
+backends=${BENCH_BACKENDS:-sqlite postgres}
+pg_url=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
+pg_url=${pg_url%/}
+argon2_ms=${BENCH_ARGON2_MS:-18.0}
+log_level=${BENCH_LOG_LEVEL:-warn}
+out=${BENCH_OUT:-$target_dir/bench-load.txt}
+secret='bench-secret-bench-secret-bench-secret-0123456789'
+password='bench-password-0123456789'
+
+fail() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+log() { printf '==> %s\n' "$*" >&2; }
+loud() {
+  printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
+  printf '!!! %s\n' "$@" >&2
+  printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n' >&2
+}
+
+# --- tools -------------------------------------------------------------------
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v wrk >/dev/null; then
+  log "installing wrk (apt-get)"
+  command -v apt-get >/dev/null || fail "wrk is missing and there is no apt-get: install wrk"
+  as_root apt-get update -qq || fail "apt-get update failed"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null \
+    || fail "apt-get install wrk failed"
+fi
+for tool in curl cargo awk; do
+  command -v "$tool" >/dev/null || fail "$tool is missing"
+done
+
+# --- cleanup: servers, samplers, wrk, the PostgreSQL database, the temp dir ---
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-load.XXXXXX")
+pids=()
+pg_db=
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "$pg_db" ]; then
+    psql -q -X "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$pg_db\" WITH (FORCE)" >/dev/null 2>&1 \
+      || printf 'WARNING: could not drop database %s\n' "$pg_db" >&2
+  fi
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- build -------------------------------------------------------------------
+
+if [ -z "${BENCH_NO_BUILD:-}" ]; then
+  log "cargo build --release (tessera)"
+  (cd "$root" && CARGO_TARGET_DIR=$target_dir cargo build --release --bin tessera) \
+    || fail "cargo build --release failed"
+  log "cargo build --release (bench/reference, same target dir)"
+  (cd "$root/bench/reference" && CARGO_TARGET_DIR=$target_dir cargo build --release) \
+    || fail "building bench/reference failed"
+fi
+tessera=$target_dir/release/tessera
+reference=$target_dir/release/tessera-bench-reference
+[ -x "$tessera" ] || fail "no $tessera (unset BENCH_NO_BUILD)"
+[ -x "$reference" ] || fail "no $reference (unset BENCH_NO_BUILD)"
+
+# --- wrk scripts ---------------------------------------------------------------
+
+# Every wrk run ends with one parseable line (latencies in microseconds).
+cat >"$tmp/done.lua" <<'EOF'
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    "WRKSTAT requests=%d duration_us=%d p50_us=%d p99_us=%d max_us=%d non2xx=%d socket_errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    latency.max, e.status, e.connect + e.read + e.write + e.timeout))
+end
+EOF
+cp "$tmp/done.lua" "$tmp/get.lua"
+{
+  cat <<EOF
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"username":"bench","password":"$password"}'
+EOF
+  cat "$tmp/done.lua"
+} >"$tmp/login.lua"
+# Refresh: every connection needs a token that was never presented. Each
+# thread starts with its share of the refresh tokens of BENCH_CONNECTIONS +
+# threads logins (file BENCH_REFRESH_FILE, one per line), sends one per
+# request, and puts the successor from each answer back in its queue: so every
+# request rotates a fresh, valid token, as a client does, for as long as the
+# case runs. (One spare token per thread: wrk calls request() once on the
+# first thread to check the script, and throws that request away.)
+{
+  cat <<'EOF'
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("id", counter)
+end
+function init(args)
+  queue, exhausted = {}, 0
+  local n, i = tonumber(os.getenv("BENCH_WRK_THREADS")), 0
+  for line in io.lines(os.getenv("BENCH_REFRESH_FILE")) do
+    if i % n == id - 1 then queue[#queue + 1] = line end
+    i = i + 1
+  end
+end
+function request()
+  local token = table.remove(queue)
+  if not token then exhausted = exhausted + 1; token = "exhausted" end
+  return wrk.format("POST", "/auth/refresh", {["Content-Type"] = "application/json"},
+    '{"refresh_token":"' .. token .. '"}')
+end
+function response(status, headers, body)
+  local token = body:match('"refresh_token"%s*:%s*"([^"]+)"')
+  if token then queue[#queue + 1] = token end
+end
+EOF
+  cat "$tmp/done.lua"
+} >"$tmp/refresh.lua"
+
+# --- helpers -------------------------------------------------------------------
+
+free_port() {
+  local port
+  for _ in $(seq 1 100); do
+    port=$((20000 + RANDOM % 20000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then echo "$port"; return; fi
+  done
+  fail "no free port found"
+}
+
+wait_ready() { # url pid
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+kib() { # field of /proc/PID/status, KiB
+  local key value rest
+  while read -r key value rest; do
+    if [ "$key" = "$2:" ]; then echo "$value"; return; fi
+  done <"/proc/$1/status"
+  echo 0
+}
+
+# Samples VmRSS of $1 every 0.1 s into $2 (the maximum, KiB) until killed.
+rss_sampler() {
+  local max=0 now
+  while kill -0 "$1" 2>/dev/null; do
+    now=$(kib "$1" VmRSS)
+    if ((now > max)); then max=$now; echo "$max" >"$2"; fi
+    sleep 0.1
+  done
+}
+start_sampler() { # pid file
+  echo 0 >"$2"
+  rss_sampler "$1" "$2" &
+  sampler=$!
+  pids+=("$sampler")
+}
+stop_sampler() { kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; }
+
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# A metric's value from /metrics text in file $1, e.g. `tessera_db_pool_wait_seconds_sum`.
+metric() { awk -v name="$2" '$1 == name { print $2; found = 1 } END { if (!found) print 0 }' "$1"; }
+
+results=$tmp/results  # case backend rps p50_ms p99_ms requests non2xx socket_errors
+: >"$results"
+
+# run_wrk CASE BACKEND SCRIPT URL [wrk args...]: runs wrk for BENCH_DURATION,
+# prints the BENCH line, records the result.
+run_wrk() {
+  local case=$1 backend=$2 script=$3 url=$4 out
+  shift 4
+  out=$tmp/wrk-$case-$backend.txt
+  wrk -t"$threads" -c"$connections" -d"${duration}s" --timeout 10s -s "$script" "$@" "$url" >"$out" 2>&1 \
+    || { cat "$out" >&2; fail "wrk failed for $case ($backend)"; }
+  record "$case" "$backend" "$out"
+}
+
+record() { # case backend wrk-output
+  local line
+  line=$(grep '^WRKSTAT' "$3" | tail -1) || { cat "$3" >&2; fail "no wrk summary for $1 ($2)"; }
+  eval "local ${line#WRKSTAT }"
+  local rps p50 p99
+  rps=$(awk -v n="$requests" -v d="$duration_us" 'BEGIN { printf "%.0f", n / (d / 1e6) }')
+  p50=$(awk -v v="$p50_us" 'BEGIN { printf "%.2f", v / 1000 }')
+  p99=$(awk -v v="$p99_us" 'BEGIN { printf "%.2f", v / 1000 }')
+  echo "$1 $2 $rps $p50 $p99 $requests $non2xx $socket_errors" >>"$results"
+  printf 'BENCH case=%s backend=%s rps=%s p50_ms=%s p99_ms=%s requests=%s non2xx=%s socket_errors=%s\n' \
+    "$1" "$2" "$rps" "$p50" "$p99" "$requests" "$non2xx" "$socket_errors" >&2
+  if ((non2xx > 0 || socket_errors > 0)); then
+    loud "$1 ($2): $non2xx non-2xx answers and $socket_errors socket errors: the figures are suspect"
+  fi
+}
+
+field() { # case backend column(3=rps 4=p50 5=p99)
+  awk -v c="$1" -v b="$2" -v k="$3" '$1 == c && $2 == b { v = $k } END { print (v == "" ? "-" : v) }' "$results"
+}
+
+# --- one backend -------------------------------------------------------------
+
+# Memory and pool figures per backend: "backend key value".
+extras=$tmp/extras
+: >"$extras"
+extra() { echo "$1 $2 $3" >>"$extras"; }
+get_extra() { awk -v b="$1" -v k="$2" '$1 == b && $2 == k { v = $3 } END { print (v == "" ? "-" : v) }' "$extras"; }
+
+bench_backend() { # backend database-url
+  local backend=$1 db_url=$2 port base ref_port ref_pid pid token
+  port=$(free_port)
+  base=http://127.0.0.1:$port
+  mkdir -p "$tmp/$backend"
+  log "[$backend] starting tessera on $base"
+  (cd "$tmp/$backend" && exec env -u RUST_LOG \
+    TESSERA__SERVER__BIND="127.0.0.1:$port" \
+    TESSERA__SERVER__ENV=development \
+    TESSERA__SERVER__DATA_DIR="$tmp/$backend/data" \
+    TESSERA__DATABASE__URL="$db_url" \
+    TESSERA__JWT__SECRET="$secret" \
+    TESSERA__AUTH__LOGIN_MAX_FAILURES=1000000 \
+    TESSERA__AUTH__ADDRESS_MAX_FAILURES=1000000 \
+    TESSERA__LOG__LEVEL="$log_level" \
+    "$tessera" >"$tmp/$backend/tessera.log" 2>&1) &
+  pid=$!
+  pids+=("$pid")
+  wait_ready "$base/healthz" "$pid" || { cat "$tmp/$backend/tessera.log" >&2; fail "tessera ($backend) did not start"; }
+  sleep 1
+  extra "$backend" idle_rss_kib "$(kib "$pid" VmRSS)"
+
+  log "[$backend] seeding $users users through POST /users (Argon2id each)"
+  curl -fsS -o /dev/null -X POST "$base/users" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"bench\",\"email\":\"bench@example.com\",\"password\":\"$password\"}" \
+    || fail "registering the bench user failed"
+  {
+    for i in $(seq 1 "$((users - 1))"); do
+      ((i == 1)) || echo next
+      printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
+      printf 'data = "{\\"username\\":\\"user%05d\\",\\"email\\":\\"user%05d@example.com\\",\\"password\\":\\"%s\\"}"\n' "$i" "$i" "$password"
+      printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
+    done
+  } >"$tmp/seed.curl"
+  if ((users > 1)); then
+    local created
+    created=$(curl -sS --no-progress-meter -Z --parallel-max "$((cores * 2))" -K "$tmp/seed.curl" | grep -c '^201$' || true)
+    ((created == users - 1)) || fail "seeding: $created of $((users - 1)) users created"
+  fi
+
+  token=$(curl -fsS -X POST "$base/auth/login" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  [ -n "$token" ] || fail "login of the bench user failed"
+  extra "$backend" seeded_rss_kib "$(kib "$pid" VmRSS)"
+
+  # b) the bare reference handler, started fresh next to this backend's run.
+  ref_port=$(free_port)
+  REFERENCE_BIND=127.0.0.1:$ref_port REFERENCE_SECRET=$secret "$reference" >"$tmp/reference.log" 2>&1 &
+  ref_pid=$!
+  pids+=("$ref_pid")
+  curl -fsS -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$ref_port/verify" 2>/dev/null \
+    || { sleep 0.5; curl -fsS -o /dev/null -H "Authorization: Bearer $token" "http://127.0.0.1:$ref_port/verify"; } \
+    || { cat "$tmp/reference.log" >&2; fail "the reference handler does not accept tessera's token"; }
+  log "[$backend] reference: bare actix-web + jsonwebtoken verify"
+  run_wrk reference "$backend" "$tmp/get.lua" "http://127.0.0.1:$ref_port/verify" -H "Authorization: Bearer $token"
+  kill "$ref_pid"; wait "$ref_pid" 2>/dev/null || true
+
+  log "[$backend] GET /healthz"
+  run_wrk healthz "$backend" "$tmp/get.lua" "$base/healthz"
+
+  start_sampler "$pid" "$tmp/rss-read"
+  log "[$backend] GET /auth/verify"
+  run_wrk verify "$backend" "$tmp/get.lua" "$base/auth/verify" -H "Authorization: Bearer $token"
+  log "[$backend] GET /users/me"
+  curl -fsS "$base/metrics" >"$tmp/metrics-before"
+  run_wrk me "$backend" "$tmp/get.lua" "$base/users/me" -H "Authorization: Bearer $token"
+  curl -fsS "$base/metrics" >"$tmp/metrics-after"
+  local count sum fast
+  count=$(awk -v a="$(metric "$tmp/metrics-after" tessera_db_pool_wait_seconds_count)" \
+    -v b="$(metric "$tmp/metrics-before" tessera_db_pool_wait_seconds_count)" 'BEGIN { print a - b }')
+  sum=$(awk -v a="$(metric "$tmp/metrics-after" tessera_db_pool_wait_seconds_sum)" \
+    -v b="$(metric "$tmp/metrics-before" tessera_db_pool_wait_seconds_sum)" 'BEGIN { print a - b }')
+  fast=$(awk -v a="$(metric "$tmp/metrics-after" 'tessera_db_pool_wait_seconds_bucket{le="0.001"}')" \
+    -v b="$(metric "$tmp/metrics-before" 'tessera_db_pool_wait_seconds_bucket{le="0.001"}')" 'BEGIN { print a - b }')
+  extra "$backend" me_pool_waits "$count"
+  extra "$backend" me_pool_wait_mean_ms "$(awk -v s="$sum" -v c="$count" 'BEGIN { printf "%.3f", c ? s / c * 1000 : 0 }')"
+  extra "$backend" me_pool_wait_over_1ms_pct "$(awk -v f="$fast" -v c="$count" 'BEGIN { printf "%.1f", c ? (c - f) / c * 100 : 0 }')"
+  log "[$backend] GET /users?limit=20"
+  run_wrk list "$backend" "$tmp/get.lua" "$base/users?limit=20" -H "Authorization: Bearer $token"
+  stop_sampler
+  extra "$backend" read_rss_kib "$(cat "$tmp/rss-read")"
+
+  log "[$backend] POST /auth/login (Argon2id, default cost)"
+  curl -fsS "$base/metrics" >"$tmp/metrics-before"
+  run_wrk login "$backend" "$tmp/login.lua" "$base/auth/login"
+  curl -fsS "$base/metrics" >"$tmp/metrics-after"
+  extra "$backend" login_argon2_mean_ms "$(awk \
+    -v s1="$(metric "$tmp/metrics-after" tessera_argon2_duration_seconds_sum)" \
+    -v s0="$(metric "$tmp/metrics-before" tessera_argon2_duration_seconds_sum)" \
+    -v c1="$(metric "$tmp/metrics-after" tessera_argon2_duration_seconds_count)" \
+    -v c0="$(metric "$tmp/metrics-before" tessera_argon2_duration_seconds_count)" \
+    'BEGIN { printf "%.1f", c1 > c0 ? (s1 - s0) / (c1 - c0) * 1000 : 0 }')"
+
+  local chains=$((connections + threads))
+  log "[$backend] POST /auth/refresh: $chains logins for the starting tokens"
+  : >"$tmp/refresh-tokens"
+  {
+    for i in $(seq 1 "$chains"); do
+      ((i == 1)) || echo next
+      printf 'url = "%s/auth/login"\nheader = "Content-Type: application/json"\n' "$base"
+      printf 'data = "{\\"username\\":\\"bench\\",\\"password\\":\\"%s\\"}"\n' "$password"
+    done
+  } >"$tmp/logins.curl"
+  curl -sS --no-progress-meter -Z --parallel-max "$((cores * 2))" -K "$tmp/logins.curl" \
+    | grep -o '"refresh_token":"[^"]*"' | sed -E 's/.*:"([^"]+)"/\1/' >"$tmp/refresh-tokens" || true
+  (($(wc -l <"$tmp/refresh-tokens") == chains)) || fail "could not log in $chains times for refresh tokens"
+  export BENCH_REFRESH_FILE=$tmp/refresh-tokens BENCH_WRK_THREADS=$threads
+  run_wrk refresh "$backend" "$tmp/refresh.lua" "$base/auth/refresh"
+
+  log "[$backend] GET /auth/verify during a login flood (two wrk processes)"
+  start_sampler "$pid" "$tmp/rss-flood"
+  wrk -t"$threads" -c"$connections" -d"$((duration + 2))s" --timeout 10s -s "$tmp/login.lua" \
+    "$base/auth/login" >"$tmp/wrk-flood-login.txt" 2>&1 &
+  local flood=$!
+  pids+=("$flood")
+  sleep 1
+  run_wrk verify_flood "$backend" "$tmp/get.lua" "$base/auth/verify" -H "Authorization: Bearer $token"
+  wait "$flood" || { cat "$tmp/wrk-flood-login.txt" >&2; fail "the login flood's wrk failed"; }
+  record login_flood "$backend" "$tmp/wrk-flood-login.txt"
+  stop_sampler
+  extra "$backend" flood_rss_kib "$(cat "$tmp/rss-flood")"
+  extra "$backend" hwm_kib "$(kib "$pid" VmHWM)"
+  extra "$backend" argon2_permits "$cores"
+
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  if grep -qE ' (ERROR|WARN) ' "$tmp/$backend/tessera.log"; then
+    log "[$backend] tessera logged warnings/errors:"
+    grep -E ' (ERROR|WARN) ' "$tmp/$backend/tessera.log" | sort | uniq -c | sort -rn | head -5 >&2
+  fi
+}
+
+# --- run ---------------------------------------------------------------------
+
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+ran=()
+for backend in $backends; do
+  case $backend in
+    sqlite)
+      bench_backend sqlite "sqlite://$tmp/sqlite/tessera.db"
+      ran+=(sqlite)
+      ;;
+    postgres)
+      if ! command -v psql >/dev/null; then
+        loud "PostgreSQL cases SKIPPED: psql is not installed"
+      elif ! psql -q -X "$pg_url/postgres" -c 'SELECT 1' >/dev/null 2>&1; then
+        loud "PostgreSQL cases SKIPPED: $pg_url is unreachable (trust auth, user postgres expected)"
+      else
+        pg_db=tessera_bench_$$_$RANDOM
+        psql -q -X "$pg_url/postgres" -c "CREATE DATABASE \"$pg_db\"" >/dev/null || fail "cannot create database $pg_db"
+        bench_backend postgres "$pg_url/$pg_db"
+        psql -q -X "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$pg_db\" WITH (FORCE)" >/dev/null && pg_db=
+        ran+=(postgres)
+      fi
+      ;;
+    *) fail "unknown backend $backend (sqlite, postgres)" ;;
+  esac
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+((${#ran[@]} > 0)) || fail "no backend ran"
+
+# --- report ------------------------------------------------------------------
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+  if (v == "-") { print "n/a"; exit }
+  ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "MET" : "NOT MET" }'; }
+
+label() {
+  case $1 in
+    reference) echo "bare reference handler (HS256 verify)" ;;
+    healthz) echo "GET /healthz" ;;
+    verify) echo "GET /auth/verify" ;;
+    me) echo "GET /users/me" ;;
+    list) echo "GET /users?limit=20" ;;
+    login) echo "POST /auth/login" ;;
+    refresh) echo "POST /auth/refresh (rotating)" ;;
+    verify_flood) echo "GET /auth/verify during login flood" ;;
+    login_flood) echo "  (the login flood itself)" ;;
+  esac
+}
+
+capacity=$(awk -v c="$cores" -v ms="$argon2_ms" 'BEGIN { printf "%.0f", c / (ms / 1000) }')
+{
+  echo
+  echo "tessera load benchmark, $started"
+  echo "machine: nproc=$cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
+  echo "load average (1, 5, 15 min): before $load_before, after $load_after"
+  echo "wrk: $threads threads, $connections connections, ${duration} s per case; tessera log.level=$log_level"
+  echo
+  header="| case |"
+  rule="|---|"
+  for b in "${ran[@]}"; do header+=" $b req/s | p50 ms | p99 ms |"; rule+="---:|---:|---:|"; done
+  echo "$header"
+  echo "$rule"
+  for c in reference healthz verify me list login refresh verify_flood login_flood; do
+    row="| $(label "$c") |"
+    for b in "${ran[@]}"; do row+=" $(field "$c" "$b" 3) | $(field "$c" "$b" 4) | $(field "$c" "$b" 5) |"; done
+    echo "$row"
+  done
+  echo
+  echo "| memory (tessera VmRSS) |$(for b in "${ran[@]}"; do printf ' %s MiB |' "$b"; done)"
+  echo "|---|$(for _ in "${ran[@]}"; do printf -- '---:|'; done)"
+  echo "| idle, after start |$(for b in "${ran[@]}"; do printf ' %s |' "$(mib "$(get_extra "$b" idle_rss_kib)")"; done)"
+  echo "| idle, after seeding |$(for b in "${ran[@]}"; do printf ' %s |' "$(mib "$(get_extra "$b" seeded_rss_kib)")"; done)"
+  echo "| peak sampled, read load (verify, me, list) |$(for b in "${ran[@]}"; do printf ' %s |' "$(mib "$(get_extra "$b" read_rss_kib)")"; done)"
+  echo "| peak sampled, login flood |$(for b in "${ran[@]}"; do printf ' %s |' "$(mib "$(get_extra "$b" flood_rss_kib)")"; done)"
+  echo "| VmHWM at the end |$(for b in "${ran[@]}"; do printf ' %s |' "$(mib "$(get_extra "$b" hwm_kib)")"; done)"
+  echo
+  for b in "${ran[@]}"; do
+    echo "$b: GET /users/me pool waits: $(get_extra "$b" me_pool_waits), mean $(get_extra "$b" me_pool_wait_mean_ms) ms, over 1 ms: $(get_extra "$b" me_pool_wait_over_1ms_pct) %; Argon2 mean during the login case (server-side): $(get_extra "$b" login_argon2_mean_ms) ms"
+  done
+  echo
+  echo "Targets (raw Argon2 login capacity: $cores cores / $argon2_ms ms = $capacity logins/s, criterion figure unless BENCH_ARGON2_MS):"
+  mem_limit=$((64 + 20 * cores))
+  for b in "${ran[@]}"; do
+    ref=$(field reference "$b" 3)
+    r=$(ratio "$(field verify "$b" 3)" "$ref")
+    echo "  [$b] verify / reference = $r (>= 0.9): $(verdict "$r" ">=" 0.9)"
+    r=$(ratio "$(field me "$b" 3)" "$ref")
+    if [ "$b" = sqlite ]; then
+      echo "  [$b] users/me / reference = $r (>= 0.5): $(verdict "$r" ">=" 0.5)"
+    else
+      echo "  [$b] users/me / reference = $r (reported; pool wait mean $(get_extra "$b" me_pool_wait_mean_ms) ms)"
+    fi
+    r=$(ratio "$(field login "$b" 3)" "$capacity")
+    echo "  [$b] login / Argon2 capacity = $r (>= 0.9): $(verdict "$r" ">=" 0.9)"
+    r=$(ratio "$(field verify_flood "$b" 5)" "$(field verify "$b" 5)")
+    echo "  [$b] verify p99 flood / idle = $r (<= 2): $(verdict "$r" "<=" 2)"
+    r=$(mib "$(get_extra "$b" flood_rss_kib)")
+    echo "  [$b] flood RSS = $r MiB (<= 64 + 20 x $cores hashes in flight = $mem_limit MiB): $(verdict "$r" "<=" "$mem_limit")"
+    r=$(mib "$(get_extra "$b" hwm_kib)")
+    echo "  [$b] VmHWM = $r MiB (<= $mem_limit MiB): $(verdict "$r" "<=" "$mem_limit")"
+    r=$(mib "$(get_extra "$b" idle_rss_kib)")
+    echo "  [$b] idle RSS = $r MiB (< 32): $(verdict "$r" "<=" 32)"
+  done
+  echo
+  for b in "${ran[@]}"; do
+    printf 'BENCH_MEM backend=%s idle_rss_kib=%s seeded_rss_kib=%s read_rss_kib=%s flood_rss_kib=%s hwm_kib=%s\n' "$b" \
+      "$(get_extra "$b" idle_rss_kib)" "$(get_extra "$b" seeded_rss_kib)" "$(get_extra "$b" read_rss_kib)" \
+      "$(get_extra "$b" flood_rss_kib)" "$(get_extra "$b" hwm_kib)"
+  done
+  while read -r c b rps p50 p99 n non2xx errs; do
+    printf 'BENCH case=%s backend=%s rps=%s p50_ms=%s p99_ms=%s requests=%s non2xx=%s socket_errors=%s\n' \
+      "$c" "$b" "$rps" "$p50" "$p99" "$n" "$non2xx" "$errs"
+  done <"$results"
+} | tee "$out"
+log "summary written to $out"
