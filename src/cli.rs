@@ -1,4 +1,5 @@
-//! Subcommands: `serve` (the default), `migrate`, `user create`.
+//! Subcommands: `serve` (the default), `migrate`, `user create`,
+//! `keys generate`, `import django`, `healthcheck`.
 
 use std::io::BufRead;
 
@@ -9,6 +10,7 @@ use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::write_private_file;
 use crate::db;
+use crate::django_import::{self, ImportOptions};
 use crate::domain::{Email, Password, Role, Username};
 use crate::routes::users::{NewAccount, insert_account};
 use crate::settings::{Algorithm, Settings};
@@ -44,6 +46,30 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Import accounts from another system.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// Copy a Django project's users (with their password hashes) and DRF
+    /// authtoken keys (stored only as hashes) into tessera's database, after
+    /// applying tessera's migrations. Safe to re-run: what was imported
+    /// before is left as it is; conflicts are reported, never overwritten.
+    Django {
+        /// The Django database: sqlite://PATH or postgres://...
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The user model's table, for a custom user model (e.g. accounts_user).
+        #[arg(long, value_name = "NAME", default_value = "auth_user")]
+        user_table: String,
+        /// Report what would be imported, and write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -97,6 +123,21 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 },
         } => create_user(settings, &username, &email, admin).await,
         Command::Keys { .. } => Ok(()),
+        Command::Import {
+            source:
+                ImportSource::Django {
+                    from,
+                    user_table,
+                    dry_run,
+                },
+        } => {
+            let options = ImportOptions {
+                from: SecretString::from(from),
+                user_table,
+                dry_run,
+            };
+            import_django(settings, options).await
+        }
         Command::Healthcheck => healthcheck(&settings),
     }
 }
@@ -253,4 +294,19 @@ async fn create_user(
         user.role, user.username, user.id
     );
     Ok(())
+}
+
+async fn import_django(settings: Settings, options: ImportOptions) -> Result<(), String> {
+    let database = settings.database.clone();
+    let report = actix_web::rt::task::spawn_blocking(move || {
+        let (pool, _) = db::connect(&database).map_err(|e| e.to_string())?;
+        let mut conn = pool.get().map_err(|e| format!("database: {e}"))?;
+        db::migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
+        django_import::import(&mut conn, &options)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    // The report is the command's output, for the operator or a script.
+    std::io::Write::write_all(&mut std::io::stdout().lock(), report.to_string().as_bytes())
+        .map_err(|e| format!("cannot write the report: {e}"))
 }

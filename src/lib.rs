@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod cli;
 pub mod db;
+pub mod django_import;
 pub mod domain;
 pub mod error;
 pub mod metrics;

@@ -25,6 +25,9 @@ pub struct Metrics {
     pool_size: IntGauge,
     pool_in_use: IntGauge,
     pool_wait_seconds: Histogram,
+    legacy_hashes: IntGauge,
+    legacy_upgrades: IntCounterVec,
+    legacy_exchanges: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +139,23 @@ impl Metrics {
                 "tessera_db_pool_wait_seconds",
                 "Time spent waiting for a pooled database connection",
             ),
+            legacy_hashes: gauge(
+                &registry,
+                "tessera_legacy_password_hashes",
+                "Accounts whose password is still in an imported Django hash format",
+            ),
+            legacy_upgrades: counter(
+                &registry,
+                "tessera_legacy_password_upgrades_total",
+                "Imported Django password hashes replaced by Argon2id at login, by format",
+                &["format"],
+            ),
+            legacy_exchanges: counter(
+                &registry,
+                "tessera_legacy_token_exchanges_total",
+                "Legacy DRF token exchanges by outcome (exchanged, invalid, closed)",
+                &["outcome"],
+            ),
             registry,
         }
     }
@@ -172,6 +192,25 @@ impl Metrics {
     /// `scope`: account or address.
     pub fn throttled(&self, scope: &str) {
         self.throttled_logins.with_label_values(&[scope]).inc();
+    }
+
+    /// An imported hash in `format` (e.g. `pbkdf2_sha256`) was upgraded.
+    pub fn legacy_hash_upgraded(&self, format: &str) {
+        let format = match format {
+            "pbkdf2_sha256" | "pbkdf2_sha1" | "argon2" | "bcrypt_sha256" | "bcrypt" => format,
+            _ => "other",
+        };
+        self.legacy_upgrades.with_label_values(&[format]).inc();
+    }
+
+    /// `outcome`: exchanged, invalid or closed (after the cut-over).
+    pub fn legacy_exchange(&self, outcome: &str) {
+        self.legacy_exchanges.with_label_values(&[outcome]).inc();
+    }
+
+    /// How many accounts still hold a legacy hash, as last counted.
+    pub fn set_legacy_hashes(&self, count: i64) {
+        self.legacy_hashes.set(count);
     }
 
     /// The histogram the password hasher reports each hash's time to.

@@ -45,6 +45,7 @@ pub const BEARER: &str = "bearer";
     ),
     paths(
         auth::login,
+        auth::exchange,
         auth::refresh,
         auth::logout,
         auth::logout_all,

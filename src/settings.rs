@@ -124,6 +124,10 @@ pub struct AuthSettings {
     pub login_max_failures: u32,
     pub address_max_failures: u32,
     pub login_window_secs: u64,
+    /// After this moment `POST /auth/exchange` refuses every legacy DRF key
+    /// (the cut-over); unset: exchange stays open.
+    #[serde(default)]
+    pub legacy_exchange_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

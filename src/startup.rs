@@ -154,6 +154,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         refresh_reuse_grace: secs(settings.jwt.refresh_reuse_grace_secs),
         throttle,
         metrics,
+        legacy_exchange_until: settings.auth.legacy_exchange_until,
     })
 }
 

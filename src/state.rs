@@ -18,6 +18,8 @@ pub struct AppState {
     pub refresh_reuse_grace: TimeDelta,
     pub throttle: LoginThrottle,
     pub metrics: Metrics,
+    /// `auth.legacy_exchange_until`: when legacy DRF keys stop working.
+    pub legacy_exchange_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The login throttling settings and the per-address counters.

@@ -4,7 +4,8 @@
 //! at most one hash per core runs at a time (a semaphore), on the blocking
 //! pool; further logins wait their turn without holding memory or a worker.
 //! An unknown user verifies a dummy hash of the same cost, so it takes as long
-//! as a wrong password.
+//! as a wrong password. Hashes imported from Django are verified in their
+//! own format ([`django`]) and flagged for replacement.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +15,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
+use crate::auth::django;
 use crate::settings::{PasswordSettings, SettingsError};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +121,16 @@ impl PasswordHasher {
                 Some(phc) => (phc.as_str(), true),
                 None => (&*dummy, false),
             };
+            // Imported from Django: checked in its own format, and replaced
+            // by a hash with the configured cost on success. An unusable
+            // (`!`) password falls through and costs the dummy's work.
+            if real && !phc.starts_with('!') && django::is_django_hash(phc) {
+                let matches = django::verify(password.expose_secret().as_bytes(), phc);
+                return Ok(Verification {
+                    matches,
+                    needs_rehash: matches,
+                });
+            }
             let Ok(parsed) = PasswordHash::new(phc) else {
                 // An unusable stored hash never matches; still spend the work.
                 let _ = verify_phc(&dummy, password.expose_secret());

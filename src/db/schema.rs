@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    legacy_tokens (key_hash) {
+        key_hash -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     login_failures (account) {
         account -> Text,
         failures -> Integer,
@@ -33,18 +42,22 @@ diesel::table! {
         username -> Text,
         username_lower -> Text,
         email -> Text,
-        email_lower -> Text,
+        email_lower -> Nullable<Text>,
         password_hash -> Text,
         role -> Text,
         tokens_valid_after -> Timestamp,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        is_active -> Bool,
+        legacy_id -> Nullable<Text>,
     }
 }
 
+diesel::joinable!(legacy_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    legacy_tokens,
     login_failures,
     refresh_tokens,
     revoked_tokens,

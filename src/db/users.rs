@@ -14,13 +14,17 @@ pub struct User {
     pub id: String,
     pub username: String,
     pub username_lower: String,
+    /// Empty for an account imported from Django without one.
     pub email: String,
-    pub email_lower: String,
+    pub email_lower: Option<String>,
     pub password_hash: String,
     pub role: String,
     pub tokens_valid_after: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// False for an imported Django account with `is_active = false`: it
+    /// cannot log in, refresh or exchange a legacy key.
+    pub is_active: bool,
 }
 
 impl std::fmt::Debug for User {
@@ -29,6 +33,7 @@ impl std::fmt::Debug for User {
             .field("id", &self.id)
             .field("username", &self.username)
             .field("role", &self.role)
+            .field("is_active", &self.is_active)
             .finish_non_exhaustive()
     }
 }
@@ -40,12 +45,15 @@ pub struct NewUser<'a> {
     pub username: &'a str,
     pub username_lower: &'a str,
     pub email: &'a str,
-    pub email_lower: &'a str,
+    pub email_lower: Option<&'a str>,
     pub password_hash: &'a str,
     pub role: &'a str,
     pub tokens_valid_after: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub is_active: bool,
+    /// Where an imported account came from (`django:<table>:<id>`).
+    pub legacy_id: Option<&'a str>,
 }
 
 /// Which of the unique fields are already taken by another user.
@@ -184,4 +192,23 @@ pub fn lock_if_password_is(
 pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
     let rows = diesel::delete(users::table.find(id)).execute(conn)?;
     Ok(rows == 1)
+}
+
+/// The account imported from `legacy_id`, if any: its id.
+pub fn find_by_legacy_id(conn: &mut DbConnection, legacy_id: &str) -> QueryResult<Option<String>> {
+    users::table
+        .filter(users::legacy_id.eq(legacy_id))
+        .select(users::id)
+        .first(conn)
+        .optional()
+}
+
+/// How many accounts still carry a password hash in a legacy (Django)
+/// format, waiting to be upgraded at their next login.
+pub fn count_legacy_hashes(conn: &mut DbConnection) -> QueryResult<i64> {
+    users::table
+        .filter(users::password_hash.not_like("$argon2%"))
+        .filter(users::password_hash.not_like("!%"))
+        .count()
+        .get_result(conn)
 }

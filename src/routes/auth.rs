@@ -1,4 +1,5 @@
-//! `/auth/*`: login, refresh, logout, logout-all, verify, introspect.
+//! `/auth/*`: login, legacy-key exchange, refresh, logout, logout-all,
+//! verify, introspect.
 
 use actix_web::http::header::{self, HeaderValue};
 use std::time::{Duration, Instant};
@@ -9,11 +10,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::extract::{Authenticated, CurrentUser, check_not_revoked};
+use crate::auth::django;
+use crate::auth::extract::{self, Authenticated, CurrentUser, check_not_revoked};
 use crate::auth::refresh;
 use crate::auth::throttle::client_address;
 use crate::auth::tokens::{Claims, new_token_id};
-use crate::db::{self, login_failures, refresh_tokens, revocations, users};
+use crate::db::{self, legacy_tokens, login_failures, refresh_tokens, revocations, users};
 use crate::domain::Role;
 use crate::error::{ApiError, ApiResult, ErrorCode, PROBLEM_JSON};
 use crate::openapi::{ClaimsSchema, Problem, RoleSchema};
@@ -75,15 +77,54 @@ fn token_pair(
 }
 
 /// Reads the user and stamps the access token's `jti`, inside the
-/// transaction that holds the user's row lock.
+/// transaction that holds the user's row lock. A disabled account gets no
+/// session.
 fn open_session(
     conn: &mut db::DbConnection,
     user_id: &str,
 ) -> diesel::QueryResult<Option<Session>> {
-    Ok(users::find(conn, user_id)?.map(|user| Session {
-        user,
-        jti: new_token_id(),
-    }))
+    Ok(users::find(conn, user_id)?
+        .filter(|user| user.is_active)
+        .map(|user| Session {
+            user,
+            jti: new_token_id(),
+        }))
+}
+
+/// Stores the first refresh token of a new family and opens the session;
+/// for a login or a legacy-key exchange, inside its transaction.
+fn start_session(
+    conn: &mut db::DbConnection,
+    user_id: &str,
+    refresh_hash: &str,
+    ttl: chrono::TimeDelta,
+) -> diesel::QueryResult<Option<Session>> {
+    let now = db::now();
+    refresh_tokens::insert(
+        conn,
+        &refresh_tokens::NewRefreshToken {
+            token_hash: refresh_hash,
+            family_id: &uuid::Uuid::new_v4().to_string(),
+            user_id,
+            created_at: now,
+            expires_at: now + ttl,
+        },
+    )?;
+    open_session(conn, user_id)
+}
+
+/// The client address throttling counts failures against, trusting
+/// `X-Forwarded-For` only from the configured proxies.
+fn throttled_address(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+    let forwarded_for = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
+    client_address(
+        req.peer_addr().map(|peer| peer.ip()),
+        forwarded_for,
+        &state.throttle.trusted_proxies,
+    )
 }
 
 /// Credentials for a login.
@@ -150,15 +191,7 @@ pub async fn login(
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let limits = &state.throttle;
-    let forwarded_for = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|value| value.to_str().ok());
-    let address = client_address(
-        req.peer_addr().map(|peer| peer.ip()),
-        forwarded_for,
-        &limits.trusted_proxies,
-    );
+    let address = throttled_address(&req, &state);
     if let Some(wait) = address.and_then(|ip| limits.addresses.retry_after(ip, Instant::now())) {
         state.metrics.login("throttled");
         state.metrics.throttled("address");
@@ -191,8 +224,10 @@ pub async fn login(
         .verify(body.password, stored_hash)
         .await
         .map_err(ApiError::internal)?;
+    // A disabled account (imported from Django with `is_active = false`)
+    // answers exactly like a wrong password, after the same work.
     let user = match user {
-        Some(user) if outcome.matches => user,
+        Some(user) if outcome.matches && user.is_active => user,
         _ => {
             if let Some(ip) = address {
                 limits.addresses.record_failure(ip, Instant::now());
@@ -218,6 +253,11 @@ pub async fn login(
     } else {
         None
     };
+    let legacy_format = upgraded_hash
+        .as_ref()
+        .filter(|_| django::is_django_hash(&user.password_hash))
+        .and_then(|_| user.password_hash.split('$').next())
+        .map(str::to_owned);
     let (refresh_token, refresh_hash) = refresh::generate();
     let ttl = state.refresh_ttl;
     let session = db::run(&state.pool, move |conn| {
@@ -236,24 +276,127 @@ pub async fn login(
                 tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost");
             }
             login_failures::reset(conn, &account)?;
-            let now = db::now();
-            refresh_tokens::insert(
-                conn,
-                &refresh_tokens::NewRefreshToken {
-                    token_hash: &refresh_hash,
-                    family_id: &uuid::Uuid::new_v4().to_string(),
-                    user_id: &user.id,
-                    created_at: now,
-                    expires_at: now + ttl,
-                },
-            )?;
-            open_session(conn, &user.id)
+            start_session(conn, &user.id, &refresh_hash, ttl)
         })
         .map_err(ApiError::from)
     })
     .await?
     .ok_or_else(ApiError::invalid_credentials)?;
+    if let Some(format) = legacy_format {
+        state.metrics.legacy_hash_upgraded(&format);
+    }
     state.metrics.login("success");
+    state.metrics.token_pair_issued();
+    token_pair(&state, session, refresh_token)
+}
+
+/// A legacy DRF key, when it is not sent in the `Authorization` header.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRequest {
+    /// The 40-hex-digit key of DRF's `authtoken_token`.
+    #[schema(value_type = String, pattern = "^[0-9a-f]{40}$", example = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")]
+    token: SecretString,
+}
+
+/// Whether `key` has the shape of a DRF key: 40 hexadecimal digits.
+fn is_drf_key(key: &str) -> bool {
+    key.len() == 40 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Exchange a legacy DRF token for a token pair, once.
+///
+/// For clients of the Django REST Framework service tessera replaces: the
+/// key DRF's `TokenAuthentication` issued (imported by `tessera import
+/// django`), sent as `Authorization: Token <key>` or as `{"token": "<key>"}`,
+/// becomes a normal token pair without a password. The key is retired by
+/// its first exchange. On this route alone the `Token` scheme carries a
+/// legacy key, not a JWT. After `auth.legacy_exchange_until` every key is
+/// refused.
+#[utoipa::path(
+    post,
+    path = "/auth/exchange",
+    tag = "auth",
+    operation_id = "exchange",
+    request_body(content = Option<ExchangeRequest>, content_type = "application/json", description = "The key, unless it is sent as `Authorization: Token <key>`."),
+    params(
+        ("Authorization" = Option<String>, Header, description = "`Token <40-hex key>`: the legacy key (instead of the body)."),
+    ),
+    responses(
+        (status = 200, description = "A token pair; the legacy key is now retired.", body = TokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`"),
+            ("Pragma" = String, description = "`no-cache`"),
+        )),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No key was sent (`not_authenticated`), or it is unknown, retired, of a disabled account, or the exchange has closed (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "A body that is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "An unknown or mistyped field (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many failed logins or exchanges from this address (`throttled`).", body = Problem, content_type = PROBLEM_JSON, headers(
+            ("Retry-After" = i64, description = "Seconds until a new attempt may be made."),
+        )),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
+pub async fn exchange(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    OptionalJsonBody(body): OptionalJsonBody<ExchangeRequest>,
+) -> ApiResult<HttpResponse> {
+    let key = match extract::presented_token(&req)? {
+        Some(key) => SecretString::from(key.to_owned()),
+        None => body
+            .map(|body| body.token)
+            .ok_or_else(ApiError::not_authenticated)?,
+    };
+    let refused =
+        || ApiError::invalid_token("The legacy token is invalid or has already been exchanged.");
+    if state
+        .legacy_exchange_until
+        .is_some_and(|until| chrono::Utc::now() >= until)
+    {
+        state.metrics.legacy_exchange("closed");
+        return Err(ApiError::invalid_token(
+            "Legacy token exchange has ended; log in with a username and password.",
+        ));
+    }
+    let address = throttled_address(&req, &state);
+    let limits = &state.throttle;
+    if let Some(wait) = address.and_then(|ip| limits.addresses.retry_after(ip, Instant::now())) {
+        state.metrics.throttled("address");
+        return Err(throttled(wait));
+    }
+    let key_hash = is_drf_key(key.expose_secret()).then(|| refresh::hash(key.expose_secret()));
+    let (refresh_token, refresh_hash) = refresh::generate();
+    let ttl = state.refresh_ttl;
+    let session = match key_hash {
+        None => None,
+        Some(key_hash) => {
+            db::run(&state.pool, move |conn| {
+                conn.transaction(|conn| {
+                    let Some(user_id) = legacy_tokens::owner_of_live_key(conn, &key_hash)? else {
+                        return Ok(None);
+                    };
+                    // A disabled account's key stays as it is, and is refused.
+                    let active = users::find(conn, &user_id)?.is_some_and(|user| user.is_active);
+                    if !active || !legacy_tokens::retire(conn, &key_hash, db::now())? {
+                        return Ok(None);
+                    }
+                    start_session(conn, &user_id, &refresh_hash, ttl)
+                })
+                .map_err(ApiError::from)
+            })
+            .await?
+        }
+    };
+    let Some(session) = session else {
+        if let Some(ip) = address {
+            limits.addresses.record_failure(ip, Instant::now());
+        }
+        state.metrics.legacy_exchange("invalid");
+        return Err(refused());
+    };
+    tracing::info!(user_id = %session.user.id, "legacy DRF token exchanged and retired");
+    state.metrics.legacy_exchange("exchanged");
     state.metrics.token_pair_issued();
     token_pair(&state, session, refresh_token)
 }

@@ -43,6 +43,10 @@ fn endpoints() -> Vec<Endpoint> {
             vec![on(Method::POST, || web::to(auth::login))],
         ),
         (
+            "/auth/exchange",
+            vec![on(Method::POST, || web::to(auth::exchange))],
+        ),
+        (
             "/auth/refresh",
             vec![on(Method::POST, || web::to(auth::refresh))],
         ),

@@ -47,7 +47,8 @@ pub async fn healthz() -> HttpResponse {
 /// Prometheus metrics in the text exposition format: requests and latency
 /// by route template and status, logins by outcome, tokens issued,
 /// refreshes and detected reuse, throttled logins, Argon2 queue depth and
-/// hash time, database pool size, use and wait time.
+/// hash time, database pool size, use and wait time, and the accounts still
+/// holding an imported Django password hash.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -56,12 +57,28 @@ pub async fn healthz() -> HttpResponse {
     responses((status = 200, description = "Prometheus text format (version 0.0.4).", body = String, content_type = "text/plain; version=0.0.4")),
 )]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    count_legacy_hashes(&state).await;
     let text = state
         .metrics
         .render(state.hasher.in_flight(), state.pool.state());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
+}
+
+/// Refreshes the legacy-hash gauge if a pooled connection is idle right now;
+/// a busy or unreachable database leaves the last count in place rather
+/// than delaying the scrape.
+async fn count_legacy_hashes(state: &AppState) {
+    let pool = state.pool.clone();
+    let counted = actix_web::rt::task::spawn_blocking(move || {
+        let mut conn = pool.try_get()?;
+        crate::db::users::count_legacy_hashes(&mut conn).ok()
+    })
+    .await;
+    if let Ok(Some(count)) = counted {
+        state.metrics.set_legacy_hashes(count);
+    }
 }
 
 /// Readiness: whether a database round trip succeeds within 2 seconds.

@@ -179,12 +179,14 @@ pub fn insert_account(conn: &mut db::DbConnection, account: &NewAccount) -> ApiR
             username: account.username.as_str(),
             username_lower: &username_lower,
             email: account.email.as_str(),
-            email_lower: &email_lower,
+            email_lower: Some(&email_lower),
             password_hash: &account.password_hash,
             role: account.role.as_str(),
             tokens_valid_after: now,
             created_at: now,
             updated_at: now,
+            is_active: true,
+            legacy_id: None,
         },
     );
     if is_unique_violation(&inserted) {
