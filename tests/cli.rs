@@ -412,3 +412,116 @@ fn a_bad_trusted_proxy_names_the_setting() {
         "server.trusted_proxies",
     );
 }
+
+fn django_fixture() -> String {
+    format!(
+        "sqlite://{}/tests/fixtures/django/django.sqlite3",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn import_django_prints_a_summary_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = django_fixture();
+    let args = ["import", "django", "--from", from.as_str()];
+    let first = tessera(dir.path(), &args, &[], "");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let report = stdout(&first);
+    assert!(
+        report.contains("users: 11 imported, 0 already imported, 1 skipped"),
+        "{report}"
+    );
+    assert!(
+        report.contains("skipped user Email_Twin (django id 12): email"),
+        "{report}"
+    );
+    assert!(report.contains("tokens: 3 imported"), "{report}");
+    let second = tessera(dir.path(), &args, &[], "");
+    assert!(second.status.success(), "{}", stderr(&second));
+    let report = stdout(&second);
+    assert!(
+        report.contains("users: 0 imported, 11 already imported, 1 skipped"),
+        "{report}"
+    );
+    assert!(
+        report.contains("tokens: 0 imported, 3 already imported"),
+        "{report}"
+    );
+}
+
+#[test]
+fn import_django_dry_run_reports_and_writes_no_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = django_fixture();
+    let dry = ["import", "django", "--from", from.as_str(), "--dry-run"];
+    let output = tessera(dir.path(), &dry, &[], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("users: 11 imported"));
+    assert!(stdout(&output).contains("dry run: nothing was written"));
+    // A real run afterwards still imports everything.
+    let real = ["import", "django", "--from", from.as_str()];
+    let output = tessera(dir.path(), &real, &[], "");
+    assert!(
+        stdout(&output).contains("users: 11 imported"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn import_django_from_a_missing_file_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.sqlite3");
+    let from = format!("sqlite://{}", missing.display());
+    let output = tessera(dir.path(), &["import", "django", "--from", &from], &[], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--from"), "{}", stderr(&output));
+    assert!(!missing.exists());
+}
+
+#[test]
+fn import_django_refuses_a_user_table_that_is_not_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = django_fixture();
+    let args = [
+        "import",
+        "django",
+        "--from",
+        from.as_str(),
+        "--user-table",
+        "auth_user; DROP TABLE auth_user",
+    ];
+    let output = tessera(dir.path(), &args, &[], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--user-table"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn import_django_names_a_missing_user_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let from = django_fixture();
+    let args = [
+        "import",
+        "django",
+        "--from",
+        from.as_str(),
+        "--user-table",
+        "accounts_user",
+    ];
+    let output = tessera(dir.path(), &args, &[], "");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("accounts_user"),
+        "{}",
+        stderr(&output)
+    );
+}
