@@ -35,7 +35,9 @@ pub struct FullUser {
     id: String,
     #[schema(example = "alice")]
     username: String,
-    #[schema(format = Email, example = "alice@example.com")]
+    /// An email address, or empty for an account imported from Django
+    /// without one (such a user logs in by username).
+    #[schema(example = "alice@example.com")]
     email: String,
     #[schema(value_type = RoleSchema)]
     role: String,
