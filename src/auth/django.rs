@@ -21,9 +21,15 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The most PBKDF2 iterations a stored hash may ask for: Django 5.2 uses
-/// 1,000,000; a forged row must not pin a core for minutes.
+// The most work a stored hash may ask for, well above Django's defaults
+// (PBKDF2 1,000,000 iterations in 5.2; Argon2 100 MiB, 2 passes, 8 lanes;
+// bcrypt cost 12): a forged or corrupt row must not pin a core for minutes
+// or allocate gigabytes. A hash beyond them never matches.
 const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+const MAX_ARGON2_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_ARGON2_ITERATIONS: u32 = 16;
+const MAX_ARGON2_LANES: u32 = 16;
+const MAX_BCRYPT_COST: u32 = 16;
 
 /// Whether `encoded` is in one of Django's formats (including unusable
 /// passwords) rather than tessera's own PHC string.
@@ -48,16 +54,36 @@ pub fn verify(password: &[u8], encoded: &str) -> bool {
     match algorithm {
         "pbkdf2_sha256" => verify_pbkdf2(password, rest, 32, pbkdf2::pbkdf2_hmac::<Sha256>),
         "pbkdf2_sha1" => verify_pbkdf2(password, rest, 20, pbkdf2::pbkdf2_hmac::<sha1::Sha1>),
-        // `rest` lacks the PHC string's leading `$`, which `encoded` keeps.
-        "argon2" => PasswordHash::new(&encoded[algorithm.len()..])
-            .is_ok_and(|parsed| Argon2::default().verify_password(password, &parsed).is_ok()),
+        "argon2" => verify_argon2(password, rest),
         "bcrypt_sha256" => {
             let prehashed = hex::encode(Sha256::digest(password));
-            bcrypt::verify(prehashed.as_bytes(), rest).unwrap_or(false)
+            verify_bcrypt(&prehashed, rest)
         }
-        "bcrypt" => bcrypt::verify(password, rest).unwrap_or(false),
+        "bcrypt" => verify_bcrypt(password, rest),
         _ => false,
     }
+}
+
+/// argon2-cffi's PHC string without its leading `$`, within the cost caps.
+fn verify_argon2(password: &[u8], rest: &str) -> bool {
+    let phc = format!("${rest}");
+    let Ok(parsed) = PasswordHash::new(&phc) else {
+        return false;
+    };
+    let within_caps = argon2::Params::try_from(&parsed).is_ok_and(|params| {
+        params.m_cost() <= MAX_ARGON2_MEMORY_KIB
+            && params.t_cost() <= MAX_ARGON2_ITERATIONS
+            && params.p_cost() <= MAX_ARGON2_LANES
+    });
+    within_caps && Argon2::default().verify_password(password, &parsed).is_ok()
+}
+
+/// A bcrypt hash (`$2b$<cost>$...`), within the cost cap.
+fn verify_bcrypt(password: impl AsRef<[u8]>, hash: &str) -> bool {
+    let within_cap = hash
+        .parse::<bcrypt::HashParts>()
+        .is_ok_and(|parts| parts.get_cost() <= MAX_BCRYPT_COST);
+    within_cap && bcrypt::verify(password, hash).unwrap_or(false)
 }
 
 /// `<iterations>$<salt>$<base64 hash>`, the hash `output_len` bytes of
@@ -158,6 +184,19 @@ mod tests {
         ] {
             assert!(!verify(b"password", encoded), "{encoded:?}");
         }
+    }
+
+    #[test]
+    fn hashes_asking_for_excessive_work_never_match() {
+        // Well-formed, but beyond the caps: refused without doing the work.
+        assert!(!verify(
+            b"password",
+            "argon2$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+        ));
+        assert!(!verify(
+            b"password",
+            "bcrypt$$2b$31$abcdefghijklmnopqrstuuabcdefghijklmnopqrstuvwxyz01234"
+        ));
     }
 
     #[test]
