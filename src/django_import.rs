@@ -5,9 +5,9 @@
 //! Django's stock `auth_user` and a custom user model built on
 //! `AbstractUser` (`--user-table accounts_user`) work. Everything is written
 //! in one transaction; a re-run recognises what it imported before (by the
-//! Django row, `users.legacy_id`) and leaves it alone, and a username or
-//! email that already belongs to another tessera account is reported, never
-//! overwritten.
+//! Django row, kept in `legacy_accounts` even after the account is deleted)
+//! and leaves it alone, and a username or email that already belongs to
+//! another tessera account is reported, never overwritten.
 //!
 //! Mapping: `username` and `email` as they are (a blank email stays blank,
 //! with no uniqueness claim); `password` as Django stored it, verified in
@@ -26,7 +26,7 @@ use diesel::{PgConnection, SqliteConnection};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::{django, refresh};
-use crate::db::{self, DbConnection, legacy_tokens, users};
+use crate::db::{self, DbConnection, legacy_accounts, legacy_tokens, users};
 use crate::domain::{Email, Role, Username};
 
 /// Where to import from, and how.
@@ -93,7 +93,10 @@ impl fmt::Display for Report {
             }
         }
         if self.dry_run {
-            writeln!(f, "dry run: nothing was written")?;
+            writeln!(
+                f,
+                "dry run: no account or key was written (tessera's own migrations were applied)"
+            )?;
         }
         Ok(())
     }
@@ -102,8 +105,10 @@ impl fmt::Display for Report {
 /// A row of the Django user table, as the query below shapes it.
 #[derive(QueryableByName)]
 struct DjangoUser {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
+    /// Django's primary key as text: an integer, or a UUID for a custom
+    /// user model.
+    #[diesel(sql_type = Text)]
+    id: String,
     #[diesel(sql_type = Text)]
     username: String,
     #[diesel(sql_type = Text)]
@@ -123,8 +128,8 @@ struct DjangoUser {
 struct DjangoToken {
     #[diesel(sql_type = Text)]
     key: String,
-    #[diesel(sql_type = BigInt)]
-    user_id: i64,
+    #[diesel(sql_type = Text)]
+    user_id: String,
     #[diesel(sql_type = Text)]
     created: String,
 }
@@ -152,28 +157,51 @@ fn check_table_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Reads the user table and the DRF keys from the Django database at `url`.
-fn read_source(url: &SecretString, user_table: &str) -> Result<Source, String> {
-    let url = url.expose_secret();
-    let redact = |message: String| db::redact_password(&message, url);
-    let users_sql = |date_joined: &str| {
-        format!(
-            "SELECT CAST(id AS BIGINT) AS id, username, COALESCE(email, '') AS email, password, \
+/// The reads of [`read_source`], the same on both backends but for the SQL
+/// that renders a timestamp as UTC text and the catalogue that lists tables.
+macro_rules! read_all {
+    ($conn:expr, $user_table:expr, $utc:expr, $token_table_exists:expr) => {{
+        let user_table = $user_table;
+        let users = diesel::sql_query(format!(
+            "SELECT CAST(id AS TEXT) AS id, username, COALESCE(email, '') AS email, password, \
              CASE WHEN is_superuser THEN 1 ELSE 0 END AS is_superuser, \
              CASE WHEN is_active THEN 1 ELSE 0 END AS is_active, \
-             {date_joined} AS date_joined \
-             FROM {user_table} ORDER BY id"
-        )
+             {} AS date_joined \
+             FROM {user_table} ORDER BY {user_table}.id",
+            $utc("date_joined")
+        ))
+        .load::<DjangoUser>($conn)
+        .map_err(|e| format!("cannot read {user_table}: {e}"))?;
+        let has_tokens = diesel::sql_query($token_table_exists)
+            .get_result::<Count>($conn)
+            .map_err(|e| format!("cannot read authtoken_token: {e}"))?
+            .count
+            > 0;
+        let tokens = if has_tokens {
+            Some(
+                diesel::sql_query(format!(
+                    "SELECT key, CAST(user_id AS TEXT) AS user_id, {} AS created \
+                     FROM authtoken_token ORDER BY authtoken_token.created, key",
+                    $utc("created")
+                ))
+                .load::<DjangoToken>($conn)
+                .map_err(|e| format!("cannot read authtoken_token: {e}"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Source { users, tokens })
+    }};
+}
+
+/// Reads the user table and the DRF keys from the Django database at `url`,
+/// in one read-only snapshot.
+fn read_source(url: &SecretString, user_table: &str) -> Result<Source, String> {
+    let url = url.expose_secret();
+    let explain = |error: ReadError| match error {
+        ReadError::Message(message) => db::redact_password(&message, url),
+        ReadError::Database(e) => db::redact_password(&format!("--from: {e}"), url),
     };
-    let tokens_sql = |created: &str| {
-        format!(
-            "SELECT key, CAST(user_id AS BIGINT) AS user_id, {created} AS created \
-             FROM authtoken_token ORDER BY created, key"
-        )
-    };
-    let read_users = |e: diesel::result::Error| redact(format!("cannot read {user_table}: {e}"));
-    let read_tokens =
-        |e: diesel::result::Error| redact(format!("cannot read authtoken_token: {e}"));
     if let Some(path) = url.strip_prefix("sqlite://") {
         if !std::path::Path::new(path).is_file() {
             return Err(format!("--from: {path} is not a file"));
@@ -182,63 +210,35 @@ fn read_source(url: &SecretString, user_table: &str) -> Result<Source, String> {
         let uri = format!("file:{}?mode=ro", percent_encode_path(path));
         let mut conn = SqliteConnection::establish(&uri)
             .map_err(|e| format!("--from: cannot open {path}: {e}"))?;
-        let users = diesel::sql_query(users_sql("CAST(date_joined AS TEXT)"))
-            .load::<DjangoUser>(&mut conn)
-            .map_err(read_users)?;
-        let has_tokens = diesel::sql_query(
-            "SELECT COUNT(*) AS count FROM sqlite_master WHERE type = 'table' AND name = 'authtoken_token'",
-        )
-        .get_result::<Count>(&mut conn)
-        .map_err(read_tokens)?
-        .count
-            > 0;
-        let tokens = if has_tokens {
-            Some(
-                diesel::sql_query(tokens_sql("CAST(created AS TEXT)"))
-                    .load::<DjangoToken>(&mut conn)
-                    .map_err(read_tokens)?,
+        conn.transaction::<_, ReadError, _>(|conn| {
+            read_all!(
+                conn,
+                user_table,
+                |column: &str| format!("CAST({column} AS TEXT)"),
+                "SELECT COUNT(*) AS count FROM sqlite_master \
+                 WHERE type = 'table' AND name = 'authtoken_token'"
             )
-        } else {
-            None
-        };
-        Ok(Source { users, tokens })
+        })
+        .map_err(explain)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let mut conn = PgConnection::establish(url)
-            .map_err(|e| redact(format!("--from: cannot connect: {e}")))?;
-        // Read everything in one snapshot.
+            .map_err(|e| db::redact_password(&format!("--from: cannot connect: {e}"), url))?;
         conn.build_transaction()
             .read_only()
             .repeatable_read()
             .run::<_, ReadError, _>(|conn| {
-                let utc = |column: &str| {
-                    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
-                };
-                let users = diesel::sql_query(users_sql(&utc("date_joined")))
-                    .load::<DjangoUser>(conn)
-                    .map_err(read_users)?;
-                let has_tokens = diesel::sql_query(
+                read_all!(
+                    conn,
+                    user_table,
+                    |column: &str| format!(
+                        "to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+                    ),
                     "SELECT COUNT(*) AS count FROM information_schema.tables \
-                     WHERE table_name = 'authtoken_token' AND table_schema = ANY (current_schemas(false))",
+                     WHERE table_name = 'authtoken_token' \
+                     AND table_schema = ANY (current_schemas(false))"
                 )
-                .get_result::<Count>(conn)
-                .map_err(read_tokens)?
-                .count
-                    > 0;
-                let tokens = if has_tokens {
-                    Some(
-                        diesel::sql_query(tokens_sql(&utc("created")))
-                            .load::<DjangoToken>(conn)
-                            .map_err(read_tokens)?,
-                    )
-                } else {
-                    None
-                };
-                Ok(Source { users, tokens })
             })
-            .map_err(|error| match error {
-                ReadError::Message(message) => message,
-                ReadError::Database(e) => redact(format!("--from: {e}")),
-            })
+            .map_err(explain)
     } else {
         Err("--from: must start with sqlite:// or postgres://".to_owned())
     }
@@ -310,9 +310,11 @@ impl From<diesel::result::Error> for Outcome {
 /// `target` (already migrated) in one transaction.
 pub fn import(target: &mut DbConnection, options: &ImportOptions) -> Result<Report, String> {
     check_table_name(&options.user_table)?;
-    let source = read_source(&options.from, &options.user_table)?;
+    // Unquoted SQL names ignore case; the import's memory must too.
+    let user_table = options.user_table.to_ascii_lowercase();
+    let source = read_source(&options.from, &user_table)?;
     let result = target.transaction(|conn| {
-        let mut report = write(conn, &source, &options.user_table)?;
+        let mut report = write(conn, &source, &user_table)?;
         report.dry_run = options.dry_run;
         if options.dry_run {
             return Err(Outcome::DryRun(report));
@@ -329,13 +331,29 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
     let mut report = Report::default();
     let now = db::now();
     // Django user id to tessera user id, for the keys.
-    let mut accounts: HashMap<i64, String> = HashMap::new();
+    let mut accounts: HashMap<&str, String> = HashMap::new();
     for row in &source.users {
         let what = format!("user {} (django id {})", row.username, row.id);
         let legacy_id = format!("django:{table}:{}", row.id);
-        if let Some(id) = users::find_by_legacy_id(conn, &legacy_id)? {
-            accounts.insert(row.id, id);
-            report.users_unchanged += 1;
+        if let Some(before) = legacy_accounts::find(conn, &legacy_id)? {
+            match before.user_id {
+                // The same Django row under the same name: imported before.
+                Some(id) if before.username_lower == row.username.to_lowercase() => {
+                    accounts.insert(&row.id, id);
+                    report.users_unchanged += 1;
+                }
+                Some(_) => report.users_skipped.push(Skipped {
+                    what,
+                    reason: format!(
+                        "django id {} was imported before as `{}`: another Django database?",
+                        row.id, before.username_lower
+                    ),
+                }),
+                None => report.users_skipped.push(Skipped {
+                    what,
+                    reason: "imported before, then deleted in tessera: not re-created".to_owned(),
+                }),
+            }
             continue;
         }
         let account = match check_user(conn, row)? {
@@ -345,35 +363,50 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
                 continue;
             }
         };
-        let format = row.password.split('$').next().unwrap_or_default();
-        if !django::is_django_hash(&row.password) {
+        // A password in a format tessera does not verify is kept, marked
+        // unusable: it never matches, whatever it is.
+        let password_hash = if django::is_django_hash(&row.password) {
+            row.password.clone()
+        } else {
+            let format = row.password.split('$').next().unwrap_or_default();
             report.unusable_formats.push(Skipped {
                 what: what.clone(),
                 reason: format!(
-                    "imported, but its `{format}` password hash can never match; \
-                     an admin must set a new password (PUT /users/{{id}}/password)"
+                    "imported, but its `{format}` password hash is not one tessera verifies \
+                     and can never match; an admin must set a new password \
+                     (PUT /users/{{id}}/password)"
                 ),
             });
-        }
+            format!("!{}", row.password)
+        };
         let id = uuid::Uuid::new_v4().to_string();
+        let username_lower = account.username.canonical();
         users::insert(
             conn,
             &users::NewUser {
                 id: &id,
                 username: account.username.as_str(),
-                username_lower: &account.username.canonical(),
+                username_lower: &username_lower,
                 email: account.email.as_ref().map_or("", Email::as_str),
                 email_lower: account.email.as_ref().map(Email::canonical).as_deref(),
-                password_hash: &row.password,
+                password_hash: &password_hash,
                 role: account.role.as_str(),
                 tokens_valid_after: now,
                 created_at: account.created_at,
                 updated_at: now,
                 is_active: row.is_active != 0,
-                legacy_id: Some(&legacy_id),
             },
         )?;
-        accounts.insert(row.id, id);
+        legacy_accounts::insert(
+            conn,
+            &legacy_accounts::NewLegacyAccount {
+                legacy_id: &legacy_id,
+                user_id: &id,
+                username_lower: &username_lower,
+                imported_at: now,
+            },
+        )?;
+        accounts.insert(&row.id, id);
         report.users_imported += 1;
     }
     let Some(tokens) = &source.tokens else {
@@ -383,7 +416,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
     for token in tokens {
         let prefix: String = token.key.chars().take(6).collect();
         let what = format!("key {prefix}... (django user {})", token.user_id);
-        let Some(user_id) = accounts.get(&token.user_id) else {
+        let Some(user_id) = accounts.get(token.user_id.as_str()) else {
             report.tokens_skipped.push(Skipped {
                 what,
                 reason: "its user was not imported".to_owned(),

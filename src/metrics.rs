@@ -28,6 +28,8 @@ pub struct Metrics {
     legacy_hashes: IntGauge,
     legacy_upgrades: IntCounterVec,
     legacy_exchanges: IntCounterVec,
+    /// When the legacy-hash gauge was last counted (Unix seconds).
+    legacy_counted_at: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -35,6 +37,10 @@ impl std::fmt::Debug for Metrics {
         f.write_str("Metrics")
     }
 }
+
+/// How often `/metrics` recounts the accounts on a Django hash (a scan of
+/// `users`).
+pub const LEGACY_COUNT_INTERVAL_SECS: i64 = 60;
 
 /// Buckets from 0.1 ms to 10 s: token checks, queries and hashes alike.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -156,6 +162,7 @@ impl Metrics {
                 "Legacy DRF token exchanges by outcome (exchanged, invalid, closed)",
                 &["outcome"],
             ),
+            legacy_counted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             registry,
         }
     }
@@ -194,18 +201,33 @@ impl Metrics {
         self.throttled_logins.with_label_values(&[scope]).inc();
     }
 
-    /// An imported hash in `format` (e.g. `pbkdf2_sha256`) was upgraded.
+    /// An imported hash in `format` (e.g. `pbkdf2_sha256`) was upgraded; the
+    /// gauge of remaining ones goes down with it.
     pub fn legacy_hash_upgraded(&self, format: &str) {
         let format = match format {
             "pbkdf2_sha256" | "pbkdf2_sha1" | "argon2" | "bcrypt_sha256" | "bcrypt" => format,
             _ => "other",
         };
         self.legacy_upgrades.with_label_values(&[format]).inc();
+        // Live between the periodic recounts.
+        self.legacy_hashes.dec();
     }
 
     /// `outcome`: exchanged, invalid or closed (after the cut-over).
     pub fn legacy_exchange(&self, outcome: &str) {
         self.legacy_exchanges.with_label_values(&[outcome]).inc();
+    }
+
+    /// Whether the legacy-hash gauge is due for a recount (at most once a
+    /// minute, whatever the scrape rate); true for exactly one caller.
+    pub fn legacy_count_due(&self, now_secs: i64) -> bool {
+        use std::sync::atomic::Ordering;
+        let last = self.legacy_counted_at.load(Ordering::Relaxed);
+        now_secs.saturating_sub(last) >= LEGACY_COUNT_INTERVAL_SECS
+            && self
+                .legacy_counted_at
+                .compare_exchange(last, now_secs, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// How many accounts still hold a legacy hash, as last counted.

@@ -17,7 +17,7 @@ use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{
     ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
@@ -26,6 +26,8 @@ use crate::routes::{auth, ops, users};
 
 /// The name of the security scheme that protected operations require.
 pub const BEARER: &str = "bearer";
+/// The security scheme of `POST /auth/exchange`: a legacy DRF key.
+pub const DRF_TOKEN: &str = "drf_token";
 
 /// The document, as generated from the handlers' annotations.
 #[derive(OpenApi)]
@@ -265,6 +267,14 @@ impl Modify for BearerScheme {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            DRF_TOKEN,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Only for `POST /auth/exchange`: a legacy Django REST Framework key \
+                 imported by `tessera import django`, as `Authorization: Token <40-hex key>`.",
+            ))),
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Storage: one connection type over SQLite and PostgreSQL, the pool, the
 //! embedded migrations, and [`run`], the only way request code reaches diesel.
 
+pub mod legacy_accounts;
 pub mod legacy_tokens;
 pub mod login_failures;
 pub mod refresh_tokens;

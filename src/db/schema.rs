@@ -1,9 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    legacy_accounts (legacy_id) {
+        legacy_id -> Text,
+        user_id -> Nullable<Text>,
+        username_lower -> Text,
+        imported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     legacy_tokens (key_hash) {
         key_hash -> Text,
-        user_id -> Text,
+        user_id -> Nullable<Text>,
         created_at -> Timestamp,
         retired_at -> Nullable<Timestamp>,
     }
@@ -49,14 +58,15 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         is_active -> Bool,
-        legacy_id -> Nullable<Text>,
     }
 }
 
+diesel::joinable!(legacy_accounts -> users (user_id));
 diesel::joinable!(legacy_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    legacy_accounts,
     legacy_tokens,
     login_failures,
     refresh_tokens,

@@ -52,8 +52,6 @@ pub struct NewUser<'a> {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub is_active: bool,
-    /// Where an imported account came from (`django:<table>:<id>`).
-    pub legacy_id: Option<&'a str>,
 }
 
 /// Which of the unique fields are already taken by another user.
@@ -194,21 +192,27 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
     Ok(rows == 1)
 }
 
-/// The account imported from `legacy_id`, if any: its id.
-pub fn find_by_legacy_id(conn: &mut DbConnection, legacy_id: &str) -> QueryResult<Option<String>> {
-    users::table
-        .filter(users::legacy_id.eq(legacy_id))
-        .select(users::id)
-        .first(conn)
-        .optional()
+/// Locks the user's row for the rest of the transaction (a no-op write, so
+/// that SQLite takes its write lock here); false when the user is gone.
+pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    let rows = diesel::update(users::table.find(id))
+        .set(users::tokens_valid_after.eq(users::tokens_valid_after))
+        .execute(conn)?;
+    Ok(rows == 1)
 }
 
-/// How many accounts still carry a password hash in a legacy (Django)
+/// How many active accounts still carry a password hash in a Django
 /// format, waiting to be upgraded at their next login.
 pub fn count_legacy_hashes(conn: &mut DbConnection) -> QueryResult<i64> {
+    let django_formats = users::password_hash
+        .like("pbkdf2_sha256$%")
+        .or(users::password_hash.like("pbkdf2_sha1$%"))
+        .or(users::password_hash.like("argon2$%"))
+        .or(users::password_hash.like("bcrypt_sha256$%"))
+        .or(users::password_hash.like("bcrypt$%"));
     users::table
-        .filter(users::password_hash.not_like("$argon2%"))
-        .filter(users::password_hash.not_like("!%"))
+        .filter(users::is_active)
+        .filter(django_formats)
         .count()
         .get_result(conn)
 }

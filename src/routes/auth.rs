@@ -294,8 +294,9 @@ pub async fn login(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExchangeRequest {
-    /// The 40-hex-digit key of DRF's `authtoken_token`.
-    #[schema(value_type = String, pattern = "^[0-9a-f]{40}$", example = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")]
+    /// The 40-hex-digit key of DRF's `authtoken_token`; anything else is
+    /// refused like an unknown key (401 `invalid_token`).
+    #[schema(value_type = String, example = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")]
     token: SecretString,
 }
 
@@ -309,19 +310,18 @@ fn is_drf_key(key: &str) -> bool {
 /// For clients of the Django REST Framework service tessera replaces: the
 /// key DRF's `TokenAuthentication` issued (imported by `tessera import
 /// django`), sent as `Authorization: Token <key>` or as `{"token": "<key>"}`,
-/// becomes a normal token pair without a password. The key is retired by
-/// its first exchange. On this route alone the `Token` scheme carries a
-/// legacy key, not a JWT. After `auth.legacy_exchange_until` every key is
-/// refused.
+/// becomes a normal token pair without a password (`Bearer <key>` works
+/// too, for projects that renamed DRF's keyword). The key is retired by its
+/// first exchange, and by a password change or "log out everywhere". On this
+/// route alone the `Token` scheme carries a legacy key, not a JWT. After
+/// `auth.legacy_exchange_until` every key is refused.
 #[utoipa::path(
     post,
     path = "/auth/exchange",
     tag = "auth",
     operation_id = "exchange",
     request_body(content = Option<ExchangeRequest>, content_type = "application/json", description = "The key, unless it is sent as `Authorization: Token <key>`."),
-    params(
-        ("Authorization" = Option<String>, Header, description = "`Token <40-hex key>`: the legacy key (instead of the body)."),
-    ),
+    security((), ("drf_token" = [])),
     responses(
         (status = 200, description = "A token pair; the legacy key is now retired.", body = TokenResponse, headers(
             ("Cache-Control" = String, description = "`no-store`"),
@@ -372,18 +372,25 @@ pub async fn exchange(
         None => None,
         Some(key_hash) => {
             db::run(&state.pool, move |conn| {
-                conn.transaction(|conn| {
-                    let Some(user_id) = legacy_tokens::owner_of_live_key(conn, &key_hash)? else {
+                let exchanged = conn.transaction(|conn| {
+                    // Retire first (the write claims the key), then lock the
+                    // owner's row as a login or a password change does.
+                    let Some(user_id) = legacy_tokens::retire(conn, &key_hash, db::now())? else {
                         return Ok(None);
                     };
-                    // A disabled account's key stays as it is, and is refused.
-                    let active = users::find(conn, &user_id)?.is_some_and(|user| user.is_active);
-                    if !active || !legacy_tokens::retire(conn, &key_hash, db::now())? {
+                    if !users::lock(conn, &user_id)? {
                         return Ok(None);
                     }
-                    start_session(conn, &user_id, &refresh_hash, ttl)
-                })
-                .map_err(ApiError::from)
+                    // A disabled account gets no session; its key is left
+                    // as it was.
+                    start_session(conn, &user_id, &refresh_hash, ttl)?
+                        .map(Some)
+                        .ok_or(diesel::result::Error::RollbackTransaction)
+                });
+                match exchanged {
+                    Err(diesel::result::Error::RollbackTransaction) => Ok(None),
+                    other => other.map_err(ApiError::from),
+                }
             })
             .await?
         }
@@ -519,7 +526,8 @@ pub async fn logout(
 }
 
 /// Makes every token of `user_id` issued before now fail on logout-sensitive
-/// routes, and deletes all their refresh tokens.
+/// routes, deletes all their refresh tokens and retires their legacy DRF
+/// keys.
 pub fn revoke_all_tokens(conn: &mut db::DbConnection, user_id: &str) -> Result<(), ApiError> {
     // Truncated to the millisecond, the precision of `Claims::issued_at`: a
     // token issued after this call, even within the same millisecond, must
@@ -539,6 +547,7 @@ pub fn revoke_all_tokens(conn: &mut db::DbConnection, user_id: &str) -> Result<(
         },
     )?;
     refresh_tokens::revoke_all_for_user(conn, user_id)?;
+    legacy_tokens::retire_all_for_user(conn, user_id, now)?;
     Ok(())
 }
 

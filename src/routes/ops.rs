@@ -66,10 +66,17 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
-/// Refreshes the legacy-hash gauge if a pooled connection is idle right now;
-/// a busy or unreachable database leaves the last count in place rather
-/// than delaying the scrape.
+/// Refreshes the legacy-hash gauge, at most once a minute and only if a
+/// pooled connection is idle right now: a busy or unreachable database
+/// leaves the last count in place rather than delaying the scrape, and no
+/// scrape rate turns into a stream of table scans.
 async fn count_legacy_hashes(state: &AppState) {
+    if !state
+        .metrics
+        .legacy_count_due(chrono::Utc::now().timestamp())
+    {
+        return;
+    }
     let pool = state.pool.clone();
     let counted = actix_web::rt::task::spawn_blocking(move || {
         let mut conn = pool.try_get()?;

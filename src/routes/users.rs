@@ -188,7 +188,6 @@ pub fn insert_account(conn: &mut db::DbConnection, account: &NewAccount) -> ApiR
             created_at: now,
             updated_at: now,
             is_active: true,
-            legacy_id: None,
         },
     );
     if is_unique_violation(&inserted) {

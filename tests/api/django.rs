@@ -37,7 +37,13 @@ backend_tests!(
     the_exchanged_pair_refreshes_like_a_login,
     an_unknown_legacy_key_is_refused,
     a_malformed_legacy_key_is_refused,
-    a_disabled_accounts_legacy_key_is_refused,
+    a_disabled_accounts_legacy_key_is_refused_like_an_unknown_one,
+    a_disabled_accounts_refresh_token_is_refused,
+    a_password_change_retires_the_legacy_key,
+    logout_all_retires_the_legacy_key,
+    a_deleted_account_is_not_recreated_by_a_reimport,
+    the_same_ids_from_another_django_database_are_not_merged,
+    a_password_in_a_format_tessera_does_not_verify_is_imported_unusable,
     exchange_without_a_key_is_not_authenticated,
     exchange_is_refused_after_the_cut_over,
     exchange_works_before_the_cut_over,
@@ -516,15 +522,158 @@ async fn a_malformed_legacy_key_is_refused(backend: Backend) {
     assert_token_pair_for(&app, ok, "pbkdf2_user").await;
 }
 
-async fn a_disabled_accounts_legacy_key_is_refused(backend: Backend) {
+async fn a_disabled_accounts_legacy_key_is_refused_like_an_unknown_one(backend: Backend) {
     let (app, _django) = imported_app(backend).await;
-    let header = format!("Token {INACTIVE_USER_KEY}");
+    let disabled = exchange_with_header(&app, &format!("Token {INACTIVE_USER_KEY}")).await;
+    let disabled = assert_problem(disabled, 401, "invalid_token").await;
+    let unknown = "ffffffffffffffffffffffffffffffffffffffff";
+    let unknown = exchange_with_header(&app, &format!("Token {unknown}")).await;
+    let unknown = assert_problem(unknown, 401, "invalid_token").await;
+    assert_eq!(disabled, unknown);
+}
+
+fn set_active(app: &TestApp, username: &str, active: bool) {
+    use tessera::db::schema::users;
+    diesel::update(users::table.filter(users::username.eq(username)))
+        .set(users::is_active.eq(active))
+        .execute(&mut app.db_conn())
+        .unwrap();
+}
+
+async fn a_disabled_accounts_refresh_token_is_refused(backend: Backend) {
+    let (app, _django) = imported_app(backend).await;
+    let tokens = login(&app, "pbkdf2_user", "pbkdf2 secret 1").await;
+    let tokens: Value = tokens.json().await.unwrap();
+    set_active(&app, "pbkdf2_user", false);
+    let refreshed = app.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_problem(refreshed, 401, "invalid_token").await;
+}
+
+async fn logged_in(app: &TestApp, username: &str, password: &str) -> (String, String) {
+    let response = login(app, username, password).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let me: Value = app
+        .get("/users/me", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
+    (me["id"].as_str().unwrap().to_owned(), access)
+}
+
+async fn a_password_change_retires_the_legacy_key(backend: Backend) {
+    let (app, _django) = imported_app(backend).await;
+    let (id, access) = logged_in(&app, "pbkdf2_user", "pbkdf2 secret 1").await;
+    let changed = app
+        .send_json(
+            reqwest::Method::PUT,
+            &format!("/users/{id}/password"),
+            Some(&access),
+            &json!({"current_password": "pbkdf2 secret 1", "new_password": "a brand new secret"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
     assert_problem(
-        exchange_with_header(&app, &header).await,
+        exchange_with_body(&app, PBKDF2_USER_KEY).await,
         401,
         "invalid_token",
     )
     .await;
+}
+
+async fn logout_all_retires_the_legacy_key(backend: Backend) {
+    let (app, _django) = imported_app(backend).await;
+    let (_, access) = logged_in(&app, "argon2_user", "argon2 secret 4").await;
+    let response = app
+        .post_json("/auth/logout-all", Some(&access), &json!({}))
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_problem(
+        exchange_with_body(&app, ARGON2_USER_KEY).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+}
+
+async fn a_deleted_account_is_not_recreated_by_a_reimport(backend: Backend) {
+    let (app, django) = imported_app(backend).await;
+    let (id, access) = logged_in(&app, "pbkdf2_user", "pbkdf2 secret 1").await;
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/users/{id}")))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let report = run_import(&app, &django, "auth_user", false);
+    assert!(
+        report
+            .users_skipped
+            .iter()
+            .any(|s| s.what.contains("pbkdf2_user") && s.reason.contains("deleted")),
+        "{report:?}"
+    );
+    // Only Email_Twin comes in: the deleted account freed its email.
+    assert_eq!(report.users_imported, 1, "{report:?}");
+    assert_problem(
+        login(&app, "pbkdf2_user", "pbkdf2 secret 1").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(
+        exchange_with_body(&app, PBKDF2_USER_KEY).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+}
+
+async fn the_same_ids_from_another_django_database_are_not_merged(backend: Backend) {
+    let (app, django) = imported_app(backend).await;
+    // Django id 1 now names someone else, as in another project's database.
+    django.execute("UPDATE auth_user SET username = 'someone_else' WHERE id = 1");
+    let report = run_import(&app, &django, "auth_user", false);
+    assert!(
+        report.users_skipped.iter().any(
+            |s| s.what.contains("someone_else") && s.reason.contains("another Django database")
+        ),
+        "{report:?}"
+    );
+    assert_problem(
+        login(&app, "someone_else", "pbkdf2 secret 1").await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+}
+
+async fn a_password_in_a_format_tessera_does_not_verify_is_imported_unusable(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let django = DjangoDb::create(backend);
+    // Django's long-deprecated unsalted MD5 of "password", and a hash in
+    // tessera's own format asking for 4 GiB: neither may ever be checked.
+    django.execute(
+        "UPDATE auth_user SET password = 'md5$$5f4dcc3b5aa765d61d8327deb882cf99' WHERE id = 10;
+         UPDATE auth_user SET password = '$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE id = 11",
+    );
+    let report = run_import(&app, &django, "auth_user", false);
+    assert_eq!(report.users_imported, 11);
+    assert_eq!(report.unusable_formats.len(), 2, "{report:?}");
+    assert!(stored_hash(&app, "staff_user").starts_with("!md5$"));
+    assert!(stored_hash(&app, "no_email_user").starts_with("!$argon2id$"));
+    for (username, password) in [("staff_user", "password"), ("no_email_user", "password")] {
+        assert_problem(
+            login(&app, username, password).await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
+    }
 }
 
 async fn exchange_without_a_key_is_not_authenticated(backend: Backend) {
@@ -602,13 +751,13 @@ async fn legacy_gauge(app: &TestApp) -> i64 {
 
 async fn the_metrics_count_remaining_legacy_hashes(backend: Backend) {
     let (app, _django) = imported_app(backend).await;
-    // 11 imported, one of them with an unusable password.
-    assert_eq!(legacy_gauge(&app).await, 10);
+    // 11 imported: one with an unusable password, one disabled.
+    assert_eq!(legacy_gauge(&app).await, 9);
     assert_eq!(
         login(&app, "bcrypt_user", "bcrypt secret 6").await.status(),
         200
     );
-    assert_eq!(legacy_gauge(&app).await, 9);
+    assert_eq!(legacy_gauge(&app).await, 8);
     let text = app.get("/metrics", None).await.text().await.unwrap();
     assert!(
         text.contains("tessera_legacy_password_upgrades_total{format=\"bcrypt\"} 1"),

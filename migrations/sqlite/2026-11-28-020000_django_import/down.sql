@@ -1,7 +1,10 @@
 PRAGMA foreign_keys = OFF;
 BEGIN;
 DROP TABLE legacy_tokens;
--- Accounts without an email cannot exist in the older schema.
+DROP TABLE legacy_accounts;
+-- The older schema has no disabled accounts and no accounts without an
+-- email: a disabled account keeps its row but can no longer log in.
+UPDATE users SET password_hash = '!' || password_hash WHERE NOT is_active;
 DELETE FROM users WHERE email_lower IS NULL;
 CREATE TABLE users_old (
     id TEXT PRIMARY KEY NOT NULL,
