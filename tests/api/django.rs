@@ -48,6 +48,7 @@ backend_tests!(
     exchange_is_refused_after_the_cut_over,
     exchange_works_before_the_cut_over,
     concurrent_exchanges_of_one_key_succeed_once,
+    failed_exchanges_count_towards_the_address_throttle,
     the_metrics_count_remaining_legacy_hashes,
 );
 
@@ -763,4 +764,29 @@ async fn the_metrics_count_remaining_legacy_hashes(backend: Backend) {
         text.contains("tessera_legacy_password_upgrades_total{format=\"bcrypt\"} 1"),
         "{text}"
     );
+}
+
+async fn failed_exchanges_count_towards_the_address_throttle(backend: Backend) {
+    let app = spawn_app_with(backend, |settings| settings.auth.address_max_failures = 3).await;
+    let django = DjangoDb::create(backend);
+    run_import(&app, &django, "auth_user", false);
+    let unknown = "ffffffffffffffffffffffffffffffffffffffff";
+    for _ in 0..3 {
+        assert_problem(
+            exchange_with_body(&app, unknown).await,
+            401,
+            "invalid_token",
+        )
+        .await;
+    }
+    let throttled = exchange_with_body(&app, PBKDF2_USER_KEY).await;
+    assert!(throttled.headers().contains_key("retry-after"));
+    assert_problem(throttled, 429, "throttled").await;
+    // The same address is throttled for password logins too.
+    assert_problem(
+        login(&app, "pbkdf2_user", "pbkdf2 secret 1").await,
+        429,
+        "throttled",
+    )
+    .await;
 }
