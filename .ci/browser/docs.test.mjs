@@ -152,7 +152,8 @@ async function run() {
   await scheme.locator('input#auth-bearer-value').fill(token);
   await scheme.locator('button.authorize[type="submit"]').click();
   await scheme.locator('h6', { hasText: 'Authorized' }).waitFor();
-  await dialog.locator('button.btn-done').click();
+  // One Close button per security scheme (bearer, drf_token); any closes it.
+  await dialog.locator('button.btn-done').first().click();
   await dialog.waitFor({ state: 'detached' });
   check(
     (await page.locator('.auth-wrapper button.authorize.locked').count()) === 1,
