@@ -346,7 +346,7 @@ bench_backend() { # backend database-url
     -v s0="$(metric "$tmp/metrics-before" tessera_argon2_duration_seconds_sum)" \
     -v c1="$(metric "$tmp/metrics-after" tessera_argon2_duration_seconds_count)" \
     -v c0="$(metric "$tmp/metrics-before" tessera_argon2_duration_seconds_count)" \
-    'BEGIN { printf "%.1f", c1 > c0 ? (s1 - s0) / (c1 - c0) * 1000 : 0 }')"
+    'BEGIN { printf "%.1f", (c1 > c0) ? (s1 - s0) / (c1 - c0) * 1000 : 0 }')"
 
   local chains=$((connections + threads))
   log "[$backend] POST /auth/refresh: $chains logins for the starting tokens"
