@@ -10,8 +10,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, PasswordVerifier, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
 
@@ -40,6 +40,7 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    memory: Arc<Memory>,
     dummy_hash: Arc<str>,
     waiting: Arc<AtomicUsize>,
     /// Where each hash's duration is reported, if anywhere.
@@ -78,9 +79,17 @@ impl PasswordHasher {
     /// `concurrency`: how many hashes may run at once (one per core).
     pub fn new(settings: &PasswordSettings, concurrency: usize) -> Result<Self, SettingsError> {
         let params = Self::params_from(settings)?;
-        let dummy_hash = hash_with(&params, b"tessera dummy password for unknown users")
-            .map_err(|e| SettingsError::new("password.argon2_memory_kib", e.to_string()))?;
+        // The dummy's memory is given back at once: idle, tessera holds none.
+        let mut startup_memory = vec![Block::default(); params.block_count()];
+        let dummy_hash = hash_with(
+            &params,
+            b"tessera dummy password for unknown users",
+            &mut startup_memory,
+        )
+        .map_err(|e| SettingsError::new("password.argon2_memory_kib", e.to_string()))?;
+        drop(startup_memory);
         Ok(Self {
+            memory: Arc::new(Memory::new(params.block_count())),
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy_hash: dummy_hash.into(),
@@ -102,9 +111,11 @@ impl PasswordHasher {
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
-        let params = self.params.clone();
-        self.bounded(move || hash_with(&params, password.expose_secret().as_bytes()))
-            .await
+        let (params, memory) = (self.params.clone(), Arc::clone(&self.memory));
+        self.bounded(move || {
+            memory.with(|blocks| hash_with(&params, password.expose_secret().as_bytes(), blocks))
+        })
+        .await
     }
 
     /// Checks `password` against `stored` (a PHC string), or against the
@@ -116,7 +127,9 @@ impl PasswordHasher {
     ) -> Result<Verification, HashError> {
         let params = self.params.clone();
         let dummy = Arc::clone(&self.dummy_hash);
+        let memory = Arc::clone(&self.memory);
         self.bounded(move || {
+            let password = password.expose_secret().as_bytes();
             let (phc, real) = match &stored {
                 Some(phc) => (phc.as_str(), true),
                 None => (&*dummy, false),
@@ -125,7 +138,7 @@ impl PasswordHasher {
             // by a hash with the configured cost on success. An unusable
             // (`!`) password falls through and costs the dummy's work.
             if real && !phc.starts_with('!') && django::is_django_hash(phc) {
-                let matches = django::verify(password.expose_secret().as_bytes(), phc);
+                let matches = django::verify(password, phc);
                 return Ok(Verification {
                     matches,
                     needs_rehash: matches,
@@ -133,15 +146,15 @@ impl PasswordHasher {
             }
             let Ok(parsed) = PasswordHash::new(phc) else {
                 // An unusable stored hash never matches; still spend the work.
-                let _ = verify_phc(&dummy, password.expose_secret());
+                if let Ok(dummy) = PasswordHash::new(&dummy) {
+                    let _ = memory.with(|blocks| verify_with(&params, password, &dummy, blocks));
+                }
                 return Ok(Verification {
                     matches: false,
                     needs_rehash: false,
                 });
             };
-            let matches = Argon2::default()
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok();
+            let matches = memory.with(|blocks| verify_with(&params, password, &parsed, blocks));
             Ok(Verification {
                 matches: matches && real,
                 needs_rehash: matches && real && !uses_params(&parsed, &params),
@@ -194,20 +207,92 @@ impl Drop for InFlight {
     }
 }
 
-fn hash_with(params: &Params, password: &[u8]) -> Result<String, HashError> {
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-        .hash_password(password, &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| HashError::Argon2(e.to_string()))
+/// Argon2's working memory (`argon2_memory_kib`), kept between hashes and
+/// reused: at most one buffer per permit ever exists, so memory under a
+/// login flood stays at cores x cost instead of growing with the allocator's
+/// caches of freed buffers.
+struct Memory {
+    blocks: usize,
+    free: std::sync::Mutex<Vec<Vec<Block>>>,
 }
 
-fn verify_phc(phc: &str, password: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+impl Memory {
+    fn new(blocks: usize) -> Self {
+        Self {
+            blocks,
+            free: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `work` with a buffer of the configured size, then keeps it.
+    fn with<T>(&self, work: impl FnOnce(&mut [Block]) -> T) -> T {
+        let taken = self.free.lock().ok().and_then(|mut free| free.pop());
+        let mut buffer = taken.unwrap_or_else(|| vec![Block::default(); self.blocks]);
+        let result = work(&mut buffer);
+        if let Ok(mut free) = self.free.lock() {
+            free.push(buffer);
+        }
+        result
+    }
+}
+
+/// Argon2 of `password` with `salt` into an output of `len` bytes, in
+/// `memory` (of `params.block_count()` blocks).
+fn compute(
+    argon2: &Argon2<'_>,
+    password: &[u8],
+    salt: Salt<'_>,
+    len: usize,
+    memory: &mut [Block],
+) -> argon2::password_hash::Result<Output> {
+    let mut salt_buffer = [0u8; Salt::MAX_LENGTH];
+    let salt = salt.decode_b64(&mut salt_buffer)?;
+    Output::init_with(len, |out| {
+        argon2
+            .hash_password_into_with_memory(password, salt, out, &mut *memory)
+            .map_err(Into::into)
     })
+}
+
+/// A new PHC string for `password` with the configured cost.
+fn hash_with(params: &Params, password: &[u8], memory: &mut [Block]) -> Result<String, HashError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let hash = compute(&argon2, password, salt.as_salt(), len, memory)
+        .and_then(|output| {
+            Ok(PasswordHash {
+                algorithm: Algorithm::Argon2id.ident(),
+                version: Some(Version::V0x13.into()),
+                params: argon2::password_hash::ParamsString::try_from(params)?,
+                salt: Some(salt.as_salt()),
+                hash: Some(output),
+            }
+            .to_string())
+        })
+        .map_err(|e| HashError::Argon2(e.to_string()))?;
+    Ok(hash)
+}
+
+/// Whether `password` matches `stored`. A hash with the configured cost is
+/// recomputed in `memory` and compared in constant time (`Output`'s
+/// equality); any other (an older cost, to be upgraded) allocates its own.
+fn verify_with(
+    params: &Params,
+    password: &[u8],
+    stored: &PasswordHash<'_>,
+    memory: &mut [Block],
+) -> bool {
+    if !uses_params(stored, params) {
+        return Argon2::default().verify_password(password, stored).is_ok();
+    }
+    let (Some(salt), Some(expected), Ok(stored_params)) =
+        (stored.salt, stored.hash, Params::try_from(stored))
+    else {
+        return false;
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, stored_params);
+    compute(&argon2, password, salt, expected.len(), memory).is_ok_and(|output| output == expected)
 }
 
 /// Whether a stored hash is Argon2id v1.3 with exactly the configured cost.
@@ -297,6 +382,42 @@ mod tests {
             .await
             .unwrap();
         assert!(!outcome.matches);
+    }
+
+    #[actix_web::test]
+    async fn hashes_interoperate_with_the_reference_argon2_implementation() {
+        let hasher = PasswordHasher::new(&settings(1024), 2).unwrap();
+        let ours = hasher.hash(secret("correct horse")).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+        let theirs = argon2::PasswordHasher::hash_password(
+            &Argon2::new(Algorithm::Argon2id, Version::V0x13, params),
+            b"battery staple",
+            &salt,
+        )
+        .unwrap()
+        .to_string();
+        let right = hasher.verify(secret("battery staple"), Some(theirs.clone()));
+        assert!(right.await.unwrap().matches);
+        let wrong = hasher.verify(secret("battery stapler"), Some(theirs));
+        assert!(!wrong.await.unwrap().matches);
+    }
+
+    #[actix_web::test]
+    async fn working_memory_is_reused_between_hashes() {
+        let hasher = PasswordHasher::new(&settings(1024), 2).unwrap();
+        for _ in 0..5 {
+            hasher.hash(secret("correct horse")).await.unwrap();
+            hasher.verify(secret("correct horse"), None).await.unwrap();
+        }
+        // One at a time: one buffer, made once and kept.
+        assert_eq!(hasher.memory.free.lock().unwrap().len(), 1);
     }
 
     #[test]

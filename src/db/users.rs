@@ -67,11 +67,14 @@ impl Taken {
     }
 }
 
+/// By primary key. Without `.first()`'s bound `LIMIT ?`: SQLite's planner
+/// reads bound LIMIT values, so each execution re-prepared the cached
+/// statement (40 % of a `GET /users/me` under load, see BENCHMARKS.md).
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
