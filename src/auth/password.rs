@@ -1,8 +1,10 @@
 //! Argon2id hashing and verification, off the HTTP workers and bounded.
 //!
 //! Each hash holds `argon2_memory_kib` of memory for tens of milliseconds, so
-//! at most one hash per core runs at a time (a semaphore), on the blocking
-//! pool; further logins wait their turn without holding memory or a worker.
+//! at most one hash per core runs at a time (a semaphore), on dedicated
+//! threads at a lower CPU priority than the HTTP workers, in working memory
+//! that is reused; further logins wait their turn without holding memory or
+//! a worker.
 //! An unknown user verifies a dummy hash of the same cost, so it takes as long
 //! as a wrong password. Hashes imported from Django are verified in their
 //! own format ([`django`]) and flagged for replacement.
@@ -40,6 +42,7 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    threads: Arc<HashThreads>,
     memory: Arc<Memory>,
     dummy_hash: Arc<str>,
     waiting: Arc<AtomicUsize>,
@@ -88,7 +91,11 @@ impl PasswordHasher {
         )
         .map_err(|e| SettingsError::new("password.argon2_memory_kib", e.to_string()))?;
         drop(startup_memory);
+        let threads = HashThreads::start(concurrency.max(1)).map_err(|e| {
+            SettingsError::new("password", format!("cannot start the hashing threads: {e}"))
+        })?;
         Ok(Self {
+            threads: Arc::new(threads),
             memory: Arc::new(Memory::new(params.block_count())),
             params,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
@@ -178,15 +185,81 @@ impl PasswordHasher {
             .map_err(|e| HashError::Task(e.to_string()))?;
         let span = tracing::Span::current();
         let timer = self.timer.clone();
-        actix_web::rt::task::spawn_blocking(move || {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.threads.run(Box::new(move || {
             let _entered = span.enter();
             let _permit = permit;
             let _in_flight = in_flight;
             let _timing = timer.as_ref().map(prometheus::Histogram::start_timer);
-            work()
-        })
-        .await
-        .map_err(|e| HashError::Task(e.to_string()))?
+            // The caller may have gone (a dropped request): nobody to tell.
+            let _ = done.send(work());
+        }))?;
+        result
+            .await
+            .map_err(|_| HashError::Task("the hashing thread stopped".to_owned()))?
+    }
+}
+
+/// A hash job for one of the [`HashThreads`].
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that hash: one per permit, at a lower CPU priority (nice 10)
+/// than the HTTP workers, so that on a busy machine a login flood slows
+/// logins, not token verification. They end when the hasher is dropped.
+struct HashThreads {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl HashThreads {
+    fn start(count: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..count {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name("tessera-argon2".to_owned())
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(Self { jobs })
+    }
+
+    fn run(&self, job: Job) -> Result<(), HashError> {
+        self.jobs
+            .send(job)
+            .map_err(|_| HashError::Task("the hashing threads stopped".to_owned()))
+    }
+}
+
+/// Nice 10 for the calling thread (Linux applies nice per thread); where
+/// that is refused, hashing simply runs at the normal priority.
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadPriorityValue, ThreadSchedulePolicy,
+    };
+    // The crate maps 0..=99 onto nice 19..=-20: 22 is nice 10.
+    let Ok(value) = ThreadPriorityValue::try_from(22u8) else {
+        return;
+    };
+    let lowered = thread_priority::set_thread_priority_and_policy(
+        thread_priority::thread_native_id(),
+        ThreadPriority::Crossplatform(value),
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other),
+    );
+    if let Err(error) = lowered {
+        tracing::debug!(?error, "could not lower the hashing thread's priority");
     }
 }
 
