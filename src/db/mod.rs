@@ -297,6 +297,92 @@ mod tests {
         assert!(url("sqlite://").is_err());
     }
 
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+
+    fn texts(conn: &mut SqliteConnection, sql: &str) -> Vec<String> {
+        diesel::sql_query(sql)
+            .load::<Row>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.value)
+            .collect()
+    }
+
+    /// The Django migration rebuilds `users` on SQLite with foreign keys
+    /// off: a database made by the earlier migrations keeps its accounts
+    /// and refresh tokens, and its foreign keys still cascade.
+    #[test]
+    fn the_sqlite_users_rebuild_keeps_existing_data_and_foreign_keys() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        for _ in 0..2 {
+            conn.run_next_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO users VALUES ('u1', 'alice', 'alice', 'a@x.io', 'a@x.io',
+                 '$argon2id$x', 'user', '2026-01-01 00:00:00', '2026-01-01 00:00:00',
+                 '2026-01-01 00:00:00');
+             INSERT INTO refresh_tokens VALUES ('h1', 'f1', 'u1', '2026-01-01 00:00:00',
+                 '2027-01-01 00:00:00', NULL);",
+        )
+        .unwrap();
+        let applied = conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        assert_eq!(applied.len(), 1);
+        assert_eq!(
+            texts(
+                &mut conn,
+                "SELECT username || ' ' || email_lower || ' ' || is_active AS value FROM users"
+            ),
+            ["alice a@x.io 1"]
+        );
+        assert_eq!(
+            texts(&mut conn, "SELECT user_id AS value FROM refresh_tokens"),
+            ["u1"]
+        );
+        assert_eq!(
+            texts(
+                &mut conn,
+                "SELECT CAST(COUNT(*) AS TEXT) AS value FROM pragma_foreign_key_check()"
+            ),
+            ["0"]
+        );
+        // Still enforced and still cascading after the rebuild.
+        assert!(
+            conn.batch_execute(
+                "INSERT INTO refresh_tokens VALUES ('h2', 'f2', 'nobody',
+                 '2026-01-01 00:00:00', '2027-01-01 00:00:00', NULL)"
+            )
+            .is_err()
+        );
+        conn.batch_execute("DELETE FROM users WHERE id = 'u1'")
+            .unwrap();
+        assert!(texts(&mut conn, "SELECT token_hash AS value FROM refresh_tokens").is_empty());
+    }
+
+    /// Reverting the Django migration keeps a disabled account locked (its
+    /// hash made unusable) rather than silently enabling it.
+    #[test]
+    fn reverting_the_django_migration_keeps_disabled_accounts_locked() {
+        let mut conn = SqliteConnection::establish(":memory:").unwrap();
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        conn.batch_execute(
+            "INSERT INTO users (id, username, username_lower, email, email_lower,
+                 password_hash, role, tokens_valid_after, created_at, updated_at, is_active)
+             VALUES ('u1', 'old', 'old', 'o@x.io', 'o@x.io', 'pbkdf2_sha256$1$s$h', 'user',
+                 '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)",
+        )
+        .unwrap();
+        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        assert_eq!(
+            texts(&mut conn, "SELECT password_hash AS value FROM users"),
+            ["!pbkdf2_sha256$1$s$h"]
+        );
+    }
+
     #[test]
     fn debug_output_hides_a_postgres_url() {
         let url =
