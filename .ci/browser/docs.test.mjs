@@ -57,9 +57,12 @@ async function tryOperation(method, path, body) {
   if (!(await block.locator('.opblock-body').isVisible())) {
     await block.locator('.opblock-summary').first().click();
   }
-  const tryOut = block.locator('button.try-out__btn', { hasText: 'Try it out' });
-  if (await tryOut.count()) {
-    await tryOut.click();
+  // The body renders after the click: wait for its toggle ("Try it out", or
+  // "Cancel" when already on) instead of counting buttons that may not exist yet.
+  const toggle = block.locator('button.try-out__btn');
+  await toggle.waitFor();
+  if ((await toggle.innerText()).includes('Try it out')) {
+    await toggle.click();
   }
   if (body !== undefined) {
     const editor = block.locator('textarea.body-param__text');
