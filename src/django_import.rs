@@ -423,7 +423,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
             });
             continue;
         };
-        if token.key.len() != 40 || !token.key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !django::is_drf_key(&token.key) {
             report.tokens_skipped.push(Skipped {
                 what,
                 reason: "not a 40-hex-digit DRF key".to_owned(),

@@ -201,13 +201,10 @@ impl Metrics {
         self.throttled_logins.with_label_values(&[scope]).inc();
     }
 
-    /// An imported hash in `format` (e.g. `pbkdf2_sha256`) was upgraded; the
-    /// gauge of remaining ones goes down with it.
-    pub fn legacy_hash_upgraded(&self, format: &str) {
-        let format = match format {
-            "pbkdf2_sha256" | "pbkdf2_sha1" | "argon2" | "bcrypt_sha256" | "bcrypt" => format,
-            _ => "other",
-        };
+    /// An imported hash in `format` (one of `auth::django`'s algorithms, so
+    /// the label set is bounded) was upgraded; the gauge of remaining ones
+    /// goes down with it.
+    pub fn legacy_hash_upgraded(&self, format: &'static str) {
         self.legacy_upgrades.with_label_values(&[format]).inc();
         // Live between the periodic recounts.
         self.legacy_hashes.dec();

@@ -31,19 +31,32 @@ const MAX_ARGON2_ITERATIONS: u32 = 16;
 const MAX_ARGON2_LANES: u32 = 16;
 const MAX_BCRYPT_COST: u32 = 16;
 
+/// The Django algorithms (the part of a stored hash before the first `$`)
+/// that [`verify`] checks.
+const ALGORITHMS: [&str; 5] = [
+    "pbkdf2_sha256",
+    "pbkdf2_sha1",
+    "argon2",
+    "bcrypt_sha256",
+    "bcrypt",
+];
+
+/// The Django algorithm `encoded` was made with, if it is one [`verify`]
+/// checks.
+pub fn algorithm(encoded: &str) -> Option<&'static str> {
+    let (name, _) = encoded.split_once('$')?;
+    ALGORITHMS.iter().copied().find(|known| *known == name)
+}
+
 /// Whether `encoded` is in one of Django's formats (including unusable
 /// passwords) rather than tessera's own PHC string.
 pub fn is_django_hash(encoded: &str) -> bool {
-    encoded.starts_with('!')
-        || [
-            "pbkdf2_sha256$",
-            "pbkdf2_sha1$",
-            "argon2$",
-            "bcrypt_sha256$",
-            "bcrypt$",
-        ]
-        .iter()
-        .any(|prefix| encoded.starts_with(prefix))
+    encoded.starts_with('!') || algorithm(encoded).is_some()
+}
+
+/// Whether `key` has the shape of a DRF `authtoken` key: 40 hex digits.
+pub fn is_drf_key(key: &str) -> bool {
+    key.len() == 40 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Checks `password` against a Django-format hash.

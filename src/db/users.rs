@@ -205,17 +205,14 @@ pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
 }
 
 /// How many active accounts still carry a password hash in a Django
-/// format, waiting to be upgraded at their next login.
+/// format, waiting to be upgraded at their next login. A stored hash is
+/// tessera's own PHC string (`$argon2id$...`), unusable (`!...`, which is also
+/// how the import stores formats it cannot verify), or a Django format.
 pub fn count_legacy_hashes(conn: &mut DbConnection) -> QueryResult<i64> {
-    let django_formats = users::password_hash
-        .like("pbkdf2_sha256$%")
-        .or(users::password_hash.like("pbkdf2_sha1$%"))
-        .or(users::password_hash.like("argon2$%"))
-        .or(users::password_hash.like("bcrypt_sha256$%"))
-        .or(users::password_hash.like("bcrypt$%"));
     users::table
         .filter(users::is_active)
-        .filter(django_formats)
+        .filter(users::password_hash.not_like("$%"))
+        .filter(users::password_hash.not_like("!%"))
         .count()
         .get_result(conn)
 }

@@ -113,18 +113,28 @@ fn start_session(
     open_session(conn, user_id)
 }
 
-/// The client address throttling counts failures against, trusting
-/// `X-Forwarded-For` only from the configured proxies.
-fn throttled_address(req: &HttpRequest, state: &AppState) -> Option<std::net::IpAddr> {
+/// The client address throttling counts failures against (trusting
+/// `X-Forwarded-For` only from the configured proxies), or 429 when that
+/// address is throttled: checked before any password or key work.
+fn unthrottled_address(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<std::net::IpAddr>, ApiError> {
     let forwarded_for = req
         .headers()
         .get("x-forwarded-for")
         .and_then(|value| value.to_str().ok());
-    client_address(
+    let address = client_address(
         req.peer_addr().map(|peer| peer.ip()),
         forwarded_for,
         &state.throttle.trusted_proxies,
-    )
+    );
+    let retry = address.and_then(|ip| state.throttle.addresses.retry_after(ip, Instant::now()));
+    if let Some(wait) = retry {
+        state.metrics.throttled("address");
+        return Err(throttled(wait));
+    }
+    Ok(address)
 }
 
 /// Credentials for a login.
@@ -191,12 +201,8 @@ pub async fn login(
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let limits = &state.throttle;
-    let address = throttled_address(&req, &state);
-    if let Some(wait) = address.and_then(|ip| limits.addresses.retry_after(ip, Instant::now())) {
-        state.metrics.login("throttled");
-        state.metrics.throttled("address");
-        return Err(throttled(wait));
-    }
+    let address =
+        unthrottled_address(&req, &state).inspect_err(|_| state.metrics.login("throttled"))?;
     let identifier = body.username.trim().to_lowercase();
     let (max_failures, window) = (limits.account_max_failures, limits.window);
     let (user, account, throttled_until) = db::run(&state.pool, move |conn| {
@@ -255,9 +261,7 @@ pub async fn login(
     };
     let legacy_format = upgraded_hash
         .as_ref()
-        .filter(|_| django::is_django_hash(&user.password_hash))
-        .and_then(|_| user.password_hash.split('$').next())
-        .map(str::to_owned);
+        .and_then(|_| django::algorithm(&user.password_hash));
     let (refresh_token, refresh_hash) = refresh::generate();
     let ttl = state.refresh_ttl;
     let session = db::run(&state.pool, move |conn| {
@@ -283,7 +287,7 @@ pub async fn login(
     .await?
     .ok_or_else(ApiError::invalid_credentials)?;
     if let Some(format) = legacy_format {
-        state.metrics.legacy_hash_upgraded(&format);
+        state.metrics.legacy_hash_upgraded(format);
     }
     state.metrics.login("success");
     state.metrics.token_pair_issued();
@@ -298,11 +302,6 @@ pub struct ExchangeRequest {
     /// refused like an unknown key (401 `invalid_token`).
     #[schema(value_type = String, example = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b")]
     token: SecretString,
-}
-
-/// Whether `key` has the shape of a DRF key: 40 hexadecimal digits.
-fn is_drf_key(key: &str) -> bool {
-    key.len() == 40 && key.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Exchange a legacy DRF token for a token pair, once.
@@ -359,13 +358,10 @@ pub async fn exchange(
             "Legacy token exchange has ended; log in with a username and password.",
         ));
     }
-    let address = throttled_address(&req, &state);
+    let address = unthrottled_address(&req, &state)?;
     let limits = &state.throttle;
-    if let Some(wait) = address.and_then(|ip| limits.addresses.retry_after(ip, Instant::now())) {
-        state.metrics.throttled("address");
-        return Err(throttled(wait));
-    }
-    let key_hash = is_drf_key(key.expose_secret()).then(|| refresh::hash(key.expose_secret()));
+    let key_hash =
+        django::is_drf_key(key.expose_secret()).then(|| refresh::hash(key.expose_secret()));
     let (refresh_token, refresh_hash) = refresh::generate();
     let ttl = state.refresh_ttl;
     let session = match key_hash {
