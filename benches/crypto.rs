@@ -22,7 +22,7 @@ use tessera::settings::{Algorithm, Settings};
 /// A key ring for `algorithm`, with a fresh key pair in `dir` if needed.
 fn ring(algorithm: Algorithm, dir: &std::path::Path) -> KeyRing {
     let mut settings = Settings::defaults().expect("defaults");
-    settings.jwt.algorithm = algorithm.to_string();
+    settings.jwt.algorithm = algorithm;
     settings.jwt.secret = Some(SecretString::from("benchmark-secret-0123456789abcdef-0123"));
     if algorithm != Algorithm::HS256 {
         let (private, _) = generate_key_pair(algorithm).expect("key pair");

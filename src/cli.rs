@@ -6,13 +6,13 @@ use std::io::BufRead;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::accounts::{AccountError, Accounts, NewAccount};
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::write_private_file;
-use crate::db;
-use crate::django_import::{self, ImportOptions};
+use crate::db::{self, Database};
 use crate::domain::{Email, Password, Role, Username};
-use crate::routes::users::{NewAccount, insert_account};
+use crate::import::django::{self, ImportOptions};
 use crate::settings::{Algorithm, Settings};
 use crate::startup::Application;
 use crate::telemetry;
@@ -146,7 +146,7 @@ fn healthcheck(settings: &Settings) -> Result<(), String> {
     use std::io::{Read, Write};
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
     use std::time::Duration;
-    let bind = settings.bind_address().map_err(|e| e.to_string())?;
+    let bind = settings.server.bind;
     // A wildcard bind is reached through loopback.
     let address = match bind.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
@@ -184,13 +184,11 @@ fn healthcheck(settings: &Settings) -> Result<(), String> {
 }
 
 fn generate_keys(algorithm: &str, out: &std::path::Path) -> Result<(), String> {
-    let algorithm = match algorithm {
-        "ES256" => Algorithm::ES256,
-        "RS256" => Algorithm::RS256,
-        "EdDSA" => Algorithm::EdDSA,
-        other => {
+    let algorithm = match algorithm.parse::<Algorithm>() {
+        Ok(algorithm) if algorithm != Algorithm::HS256 => algorithm,
+        _ => {
             return Err(format!(
-                "--algorithm: `{other}` is not one of ES256, RS256, EdDSA"
+                "--algorithm: `{algorithm}` is not one of ES256, RS256, EdDSA"
             ));
         }
     };
@@ -236,21 +234,16 @@ async fn serve(settings: Settings) -> Result<(), String> {
 }
 
 async fn migrate(settings: Settings) -> Result<(), String> {
-    let database = settings.database.clone();
-    actix_web::rt::task::spawn_blocking(move || {
-        let (pool, _) = db::connect(&database).map_err(|e| e.to_string())?;
-        let mut conn = pool.get().map_err(|e| format!("database: {e}"))?;
-        let applied = db::migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
-        if applied.is_empty() {
-            eprintln!("tessera: the database is up to date");
-        }
-        for migration in applied {
-            eprintln!("tessera: applied {migration}");
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    let (_, applied) = Database::open(&settings.database, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    if applied.is_empty() {
+        eprintln!("tessera: the database is up to date");
+    }
+    for migration in applied {
+        eprintln!("tessera: applied {migration}");
+    }
+    Ok(())
 }
 
 async fn create_user(
@@ -270,25 +263,27 @@ async fn create_user(
     zeroize::Zeroize::zeroize(&mut line);
     let password = Password::parse(password).map_err(|e| format!("password: {e}"))?;
     let hasher = PasswordHasher::new(&settings.password, 1).map_err(|e| e.to_string())?;
-    let password_hash = hasher
-        .hash(password.into_secret())
+    let (db, _) = Database::open(&settings.database, None)
         .await
         .map_err(|e| e.to_string())?;
     let account = NewAccount {
         username,
         email,
-        password_hash,
+        password,
         role: if admin { Role::Admin } else { Role::User },
     };
-    let database = settings.database.clone();
-    let user = actix_web::rt::task::spawn_blocking(move || {
-        let (pool, _) = db::connect(&database).map_err(|e| e.to_string())?;
-        let mut conn = pool.get().map_err(|e| format!("database: {e}"))?;
-        db::migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
-        insert_account(&mut conn, &account).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    let user = Accounts::new(db, hasher)
+        .register(account)
+        .await
+        .map_err(|error| match error {
+            AccountError::Taken(taken) if taken.username => {
+                "conflict: --username: a user with that username or email already exists".to_owned()
+            }
+            AccountError::Taken(_) => {
+                "conflict: --email: a user with that email or username already exists".to_owned()
+            }
+            other => other.to_string(),
+        })?;
     eprintln!(
         "tessera: created {} user {} ({})",
         user.role, user.username, user.id
@@ -299,10 +294,10 @@ async fn create_user(
 async fn import_django(settings: Settings, options: ImportOptions) -> Result<(), String> {
     let database = settings.database.clone();
     let report = actix_web::rt::task::spawn_blocking(move || {
-        let (pool, _) = db::connect(&database).map_err(|e| e.to_string())?;
+        let pool = db::connect(&database).map_err(|e| e.to_string())?;
         let mut conn = pool.get().map_err(|e| format!("database: {e}"))?;
         db::migrate(&mut conn).map_err(|e| format!("migration failed: {e}"))?;
-        django_import::import(&mut conn, &options)
+        django::import(&mut conn, &options)
     })
     .await
     .map_err(|e| e.to_string())??;

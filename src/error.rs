@@ -1,9 +1,11 @@
 //! The one error type of the HTTP surface, and the error policy.
 //!
 //! Policy:
-//! - Code below the routes returns its own specific errors (`diesel` errors,
-//!   [`crate::settings::SettingsError`], token errors); handlers turn them into
-//!   an [`ApiError`] with `?`.
+//! - Code below the routes returns its own specific errors: each service its
+//!   error enum ([`AccountError`], [`LoginError`], ...), storage
+//!   [`StoreError`], settings [`crate::settings::SettingsError`]. The `From`
+//!   impls at the end of this file are the one place they become an
+//!   [`ApiError`]; handlers convert with `?`.
 //! - Every [`ApiError`] renders as RFC 9457 problem details
 //!   (`application/problem+json`) with a stable snake_case `code` that clients
 //!   may branch on; the list of codes is [`ErrorCode`].
@@ -16,151 +18,94 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-/// The stable machine-readable codes, one per kind of failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// 400: the body is not well-formed JSON (or form data).
-    ParseError,
-    /// 400: a query string that cannot be read.
-    InvalidQuery,
-    /// 401: no credentials were presented.
-    NotAuthenticated,
-    /// 401: a token was presented but is invalid, expired or revoked.
-    InvalidToken,
-    /// 401: login with an unknown user or a wrong password (indistinguishable).
-    InvalidCredentials,
-    /// 403: authenticated, but not allowed to do this.
-    PermissionDenied,
-    /// 404: no such resource (or route).
-    NotFound,
-    /// 405: the route exists, the method does not.
-    MethodNotAllowed,
-    /// 408: the request body did not arrive in time.
-    RequestTimeout,
-    /// 409: a unique field (username, email) is taken.
-    Conflict,
-    /// 413: the body exceeds `server.max_body_bytes`.
-    PayloadTooLarge,
-    /// 414: the request target is longer than tessera accepts.
-    UriTooLong,
-    /// 415: the body is not `application/json`.
-    UnsupportedMediaType,
-    /// 431: too many or too large request headers.
-    HeadersTooLarge,
-    /// 422: well-formed but invalid fields; `errors` says which.
-    ValidationFailed,
-    /// 400: the current password given for a password change is wrong.
-    InvalidCurrentPassword,
-    /// 429: too many failed logins.
-    Throttled,
-    /// 503: the database cannot be reached or the pool is exhausted.
-    ServiceUnavailable,
-    /// 500: a bug or an unexpected failure; details are in the log only.
-    InternalError,
+use crate::accounts::AccountError;
+use crate::auth::password::HashError;
+use crate::auth::sessions::{AccessError, ExchangeError, LoginError, RefreshError};
+use crate::db::StoreError;
+use crate::db::users::Taken;
+
+/// Defines [`ErrorCode`] from one table: each variant with its stable
+/// snake_case code, its HTTP status and its problem title.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident => ($code:literal, $status:ident, $title:literal),)+) => {
+        /// The stable machine-readable codes, one per kind of failure.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl ErrorCode {
+            /// Every code, for the test that each one is documented and reachable.
+            pub const ALL: [ErrorCode; [$(stringify!($variant)),+].len()] =
+                [$(ErrorCode::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)+
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)+
+                }
+            }
+
+            fn title(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $title,)+
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::ParseError => "parse_error",
-            ErrorCode::InvalidQuery => "invalid_query",
-            ErrorCode::NotAuthenticated => "not_authenticated",
-            ErrorCode::InvalidToken => "invalid_token",
-            ErrorCode::InvalidCredentials => "invalid_credentials",
-            ErrorCode::PermissionDenied => "permission_denied",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::UriTooLong => "uri_too_long",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::HeadersTooLarge => "headers_too_large",
-            ErrorCode::ValidationFailed => "validation_failed",
-            ErrorCode::InvalidCurrentPassword => "invalid_current_password",
-            ErrorCode::Throttled => "throttled",
-            ErrorCode::ServiceUnavailable => "service_unavailable",
-            ErrorCode::InternalError => "internal_error",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::ParseError | ErrorCode::InvalidQuery | ErrorCode::InvalidCurrentPassword => {
-                StatusCode::BAD_REQUEST
-            }
-            ErrorCode::NotAuthenticated
-            | ErrorCode::InvalidToken
-            | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
-            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::Throttled => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn title(self) -> &'static str {
-        match self {
-            ErrorCode::ParseError => "Malformed request body",
-            ErrorCode::InvalidQuery => "Invalid query string",
-            ErrorCode::NotAuthenticated => "Authentication required",
-            ErrorCode::InvalidToken => "Invalid token",
-            ErrorCode::InvalidCredentials => "Invalid credentials",
-            ErrorCode::PermissionDenied => "Permission denied",
-            ErrorCode::NotFound => "Not found",
-            ErrorCode::MethodNotAllowed => "Method not allowed",
-            ErrorCode::RequestTimeout => "Request timeout",
-            ErrorCode::Conflict => "Conflict",
-            ErrorCode::PayloadTooLarge => "Payload too large",
-            ErrorCode::UriTooLong => "URI too long",
-            ErrorCode::UnsupportedMediaType => "Unsupported media type",
-            ErrorCode::HeadersTooLarge => "Request header fields too large",
-            ErrorCode::ValidationFailed => "Validation failed",
-            ErrorCode::InvalidCurrentPassword => "Current password is incorrect",
-            ErrorCode::Throttled => "Too many requests",
-            ErrorCode::ServiceUnavailable => "Service unavailable",
-            ErrorCode::InternalError => "Internal server error",
-        }
-    }
-
-    /// Every code, for the test that each one is documented and reachable.
-    pub const ALL: [ErrorCode; 19] = [
-        ErrorCode::ParseError,
-        ErrorCode::InvalidQuery,
-        ErrorCode::NotAuthenticated,
-        ErrorCode::InvalidToken,
-        ErrorCode::InvalidCredentials,
-        ErrorCode::PermissionDenied,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::RequestTimeout,
-        ErrorCode::Conflict,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::UriTooLong,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::HeadersTooLarge,
-        ErrorCode::ValidationFailed,
-        ErrorCode::InvalidCurrentPassword,
-        ErrorCode::Throttled,
-        ErrorCode::ServiceUnavailable,
-        ErrorCode::InternalError,
-    ];
+error_codes! {
+    /// 400: the body is not well-formed JSON (or form data).
+    ParseError => ("parse_error", BAD_REQUEST, "Malformed request body"),
+    /// 400: a query string that cannot be read.
+    InvalidQuery => ("invalid_query", BAD_REQUEST, "Invalid query string"),
+    /// 401: no credentials were presented.
+    NotAuthenticated => ("not_authenticated", UNAUTHORIZED, "Authentication required"),
+    /// 401: a token was presented but is invalid, expired or revoked.
+    InvalidToken => ("invalid_token", UNAUTHORIZED, "Invalid token"),
+    /// 401: login with an unknown user or a wrong password (indistinguishable).
+    InvalidCredentials => ("invalid_credentials", UNAUTHORIZED, "Invalid credentials"),
+    /// 403: authenticated, but not allowed to do this.
+    PermissionDenied => ("permission_denied", FORBIDDEN, "Permission denied"),
+    /// 404: no such resource (or route).
+    NotFound => ("not_found", NOT_FOUND, "Not found"),
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed => ("method_not_allowed", METHOD_NOT_ALLOWED, "Method not allowed"),
+    /// 408: the request body did not arrive in time.
+    RequestTimeout => ("request_timeout", REQUEST_TIMEOUT, "Request timeout"),
+    /// 409: a unique field (username, email) is taken.
+    Conflict => ("conflict", CONFLICT, "Conflict"),
+    /// 413: the body exceeds `server.max_body_bytes`.
+    PayloadTooLarge => ("payload_too_large", PAYLOAD_TOO_LARGE, "Payload too large"),
+    /// 414: the request target is longer than tessera accepts.
+    UriTooLong => ("uri_too_long", URI_TOO_LONG, "URI too long"),
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType => ("unsupported_media_type", UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
+    /// 431: too many or too large request headers.
+    HeadersTooLarge => ("headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "Request header fields too large"),
+    /// 422: well-formed but invalid fields; `errors` says which.
+    ValidationFailed => ("validation_failed", UNPROCESSABLE_ENTITY, "Validation failed"),
+    /// 400: the current password given for a password change is wrong.
+    InvalidCurrentPassword => ("invalid_current_password", BAD_REQUEST, "Current password is incorrect"),
+    /// 429: too many failed logins.
+    Throttled => ("throttled", TOO_MANY_REQUESTS, "Too many requests"),
+    /// 503: the database cannot be reached or the pool is exhausted.
+    ServiceUnavailable => ("service_unavailable", SERVICE_UNAVAILABLE, "Service unavailable"),
+    /// 500: a bug or an unexpected failure; details are in the log only.
+    InternalError => ("internal_error", INTERNAL_SERVER_ERROR, "Internal server error"),
 }
 
 /// Field name -> messages, as in DRF's validation errors.
@@ -371,12 +316,17 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Database failures: a lost connection or a locked SQLite file is a 503, a
-/// unique violation that escaped the explicit checks is a 409, the rest 500.
-impl From<diesel::result::Error> for ApiError {
-    fn from(error: diesel::result::Error) -> Self {
+/// Database failures: a lost connection, an exhausted pool or a locked
+/// SQLite file is a 503, a unique violation that escaped the explicit
+/// checks is a 409, the rest 500.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
-        match &error {
+        let query = match &error {
+            StoreError::Unavailable(_) => return ApiError::unavailable(error),
+            StoreError::Query(query) => query,
+        };
+        match query {
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
                 ApiError::unavailable(error)
@@ -399,5 +349,107 @@ impl From<diesel::result::Error> for ApiError {
 impl From<crate::db::PoolError> for ApiError {
     fn from(error: crate::db::PoolError) -> Self {
         ApiError::unavailable(error)
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(error: HashError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+/// A 429 with `Retry-After` in whole seconds (at least 1).
+fn throttled(retry_after: Duration) -> ApiError {
+    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+    let seconds = seconds.max(1);
+    ApiError::new(
+        ErrorCode::Throttled,
+        format!("Too many failed login attempts; retry in {seconds} seconds."),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+}
+
+/// 409 naming the taken fields, in DRF's words.
+fn taken(taken: &Taken) -> ApiError {
+    let mut errors = FieldErrors::new();
+    if taken.username {
+        errors.insert(
+            "username".into(),
+            vec!["A user with that username already exists.".into()],
+        );
+    }
+    if taken.email {
+        errors.insert(
+            "email".into(),
+            vec!["A user with that email already exists.".into()],
+        );
+    }
+    ApiError::conflict(errors)
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Taken(fields) => taken(&fields),
+            AccountError::NotFound => ApiError::not_found("No user with that id."),
+            AccountError::WrongPassword => {
+                let message = "The current password is incorrect.";
+                ApiError::new(ErrorCode::InvalidCurrentPassword, message).with_errors(
+                    FieldErrors::from([("current_password".to_owned(), vec![message.to_owned()])]),
+                )
+            }
+            AccountError::Hashing(error) => error.into(),
+            AccountError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::Throttled(wait) => throttled(wait),
+            LoginError::InvalidCredentials => ApiError::invalid_credentials(),
+            LoginError::Hashing(error) => error.into(),
+            LoginError::Signing(cause) => ApiError::internal(cause),
+            LoginError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<ExchangeError> for ApiError {
+    fn from(error: ExchangeError) -> Self {
+        match error {
+            ExchangeError::Closed => ApiError::invalid_token(
+                "Legacy token exchange has ended; log in with a username and password.",
+            ),
+            ExchangeError::Throttled(wait) => throttled(wait),
+            ExchangeError::InvalidKey => ApiError::invalid_token(
+                "The legacy token is invalid or has already been exchanged.",
+            ),
+            ExchangeError::Signing(cause) => ApiError::internal(cause),
+            ExchangeError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(error: RefreshError) -> Self {
+        match error {
+            RefreshError::InvalidToken => {
+                ApiError::invalid_token("The refresh token is invalid, expired or revoked.")
+            }
+            RefreshError::Signing(cause) => ApiError::internal(cause),
+            RefreshError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(error: AccessError) -> Self {
+        match error {
+            AccessError::UserGone => ApiError::invalid_token("The token's user no longer exists."),
+            AccessError::Revoked => ApiError::invalid_token("The token has been revoked."),
+            AccessError::Store(error) => error.into(),
+        }
     }
 }

@@ -1,14 +1,20 @@
 //! tessera: a stateless JWT-issuing authentication service.
 //!
-//! Dependency direction: `routes` -> `auth`/`domain` -> `db`. Nothing below
-//! `routes` knows about HTTP.
+//! Dependency direction, one way: `startup` -> `routes` (handlers: extract,
+//! authorize, call, map) -> `http` (extractors), `error` (the mapping of
+//! service errors to problem responses) -> the services `accounts` and
+//! `auth::sessions` -> `auth`, `domain`, `db` -> `settings`. Nothing below
+//! `routes` and `http` knows about HTTP; only `routes` and `startup` import
+//! `routes`; `settings` imports nothing of the crate.
 
+pub mod accounts;
 pub mod auth;
 pub mod cli;
 pub mod db;
-pub mod django_import;
 pub mod domain;
 pub mod error;
+pub mod http;
+pub mod import;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -1,13 +1,16 @@
-//! The OpenAPI 3.1 document of the HTTP contract, served at `/openapi.json`
-//! (and shown by Swagger UI at `/docs`, see [`crate::routes::docs`]).
+//! The frame of the OpenAPI 3.1 document served at `/openapi.json` (and
+//! shown by Swagger UI at `/docs`), and the schema types the routes share.
 //!
 //! Each handler carries its own `#[utoipa::path]`: method, path, body,
-//! parameters, security, and the responses particular to it. What every
-//! route shares is added here once, by [`SharedResponses`]: the errors any
+//! parameters, security, and the responses particular to it; each route
+//! module lists its handlers in its own `OpenApi` part, and the route table
+//! (`routes::document`) hands the parts to [`assemble`]. This
+//! module depends on no route. What every route shares is added here once,
+//! by [`SharedResponses`]: the errors any
 //! request can meet before it is routed (413, 414, 431) or after (500), the
 //! `WWW-Authenticate` of every 401, the `Retry-After` of every 503 and the
 //! `X-Request-Id` of every response. A test compares the document's
-//! operations with [`crate::routes::route_table`], both ways.
+//! operations with the route table (`routes::route_table`), both ways.
 
 use std::borrow::Cow;
 
@@ -22,7 +25,6 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use crate::error::{ErrorCode, PROBLEM_JSON, problem_type};
-use crate::routes::{auth, ops, users};
 
 /// The name of the security scheme that protected operations require.
 pub const BEARER: &str = "bearer";
@@ -45,28 +47,7 @@ pub const DRF_TOKEN: &str = "drf_token";
             (Django REST Framework's scheme) is accepted as an alias.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
-    paths(
-        auth::login,
-        auth::exchange,
-        auth::refresh,
-        auth::logout,
-        auth::logout_all,
-        auth::verify,
-        auth::introspect,
-        users::list,
-        users::create,
-        users::me,
-        users::get,
-        users::update,
-        users::delete,
-        users::change_password,
-        ops::jwks,
-        ops::healthz,
-        ops::metrics,
-        ops::readyz,
-    ),
     components(schemas(Problem)),
-    modifiers(&BearerScheme, &SharedResponses),
     tags(
         (name = "auth", description = "Login, token refresh, logout, verification and introspection."),
         (name = "users", description = "Registration and user accounts."),
@@ -75,14 +56,23 @@ pub const DRF_TOKEN: &str = "drf_token";
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI document.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The whole document: the frame above, every route module's part, then
+/// the security schemes and the responses every operation shares.
+pub fn assemble(
+    parts: impl IntoIterator<Item = utoipa::openapi::OpenApi>,
+) -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    for part in parts {
+        document.merge(part);
+    }
+    BearerScheme.modify(&mut document);
+    SharedResponses.modify(&mut document);
+    document
 }
 
-/// The OpenAPI document as JSON bytes.
-pub fn document_json() -> Vec<u8> {
-    serde_json::to_vec(&document()).unwrap_or_else(|error| {
+/// A document as JSON bytes.
+pub fn to_json(document: &utoipa::openapi::OpenApi) -> Vec<u8> {
+    serde_json::to_vec(document).unwrap_or_else(|error| {
         tracing::error!(%error, "the OpenAPI document could not be serialized");
         b"{}".to_vec()
     })
@@ -414,25 +404,4 @@ fn problem_response(description: &str) -> Response {
                 .build(),
         )
         .build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_document_is_openapi_3_1_json() {
-        let document: serde_json::Value = serde_json::from_slice(&document_json()).unwrap();
-        assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
-        assert!(document["components"]["schemas"]["Problem"].is_object());
-    }
-
-    #[test]
-    fn the_role_schema_lists_the_roles() {
-        let document: serde_json::Value = serde_json::from_slice(&document_json()).unwrap();
-        let roles = &document["components"]["schemas"]["Role"]["enum"];
-        let expected = [crate::domain::Role::User, crate::domain::Role::Admin]
-            .map(|role| serde_json::to_value(role).unwrap());
-        assert_eq!(roles, &serde_json::Value::from(expected.to_vec()));
-    }
 }

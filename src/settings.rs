@@ -4,15 +4,23 @@
 //! environment variables.
 //!
 //! Every struct denies unknown fields, so a misspelt key stops startup with a
-//! message naming it instead of being silently ignored.
+//! message naming it instead of being silently ignored. Values are parsed
+//! once, here, into the types the rest of the service uses (a socket
+//! address, an algorithm, IP ranges, a database URL, bounded durations and
+//! counts), so a bad value stops startup naming its key and nothing
+//! downstream parses a setting again.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
+use chrono::TimeDelta;
 use config::{Config, Environment, File, FileFormat};
-use secrecy::SecretString;
-use serde::Deserialize;
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
 
 /// The committed defaults; the binary needs no file to run.
 pub const DEFAULTS_TOML: &str = include_str!("../config/default.toml");
@@ -44,14 +52,15 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
-    pub bind: String,
-    pub workers: Option<usize>,
+    #[serde(deserialize_with = "socket_address")]
+    pub bind: SocketAddr,
+    pub workers: Option<NonZeroUsize>,
     pub data_dir: PathBuf,
     pub env: DeployEnv,
-    pub max_body_bytes: usize,
-    pub shutdown_timeout_secs: u64,
+    pub max_body_bytes: BodyLimit,
+    pub shutdown_timeout_secs: Secs,
     #[serde(default)]
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 /// `server.env`: `production` demands explicit, strong keys.
@@ -65,14 +74,65 @@ pub enum DeployEnv {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// May carry a password (`postgres://user:pw@host/db`), hence secret.
-    pub url: SecretString,
-    pub pool_size: u32,
-    pub connect_timeout_secs: u64,
-    pub prune_interval_secs: u64,
+    pub url: DatabaseUrl,
+    pub pool_size: NonZeroU32,
+    pub connect_timeout_secs: Secs<1>,
+    pub prune_interval_secs: Secs<1>,
 }
 
+/// `database.url`, parsed: which backend, and where. A PostgreSQL URL may
+/// carry a password, so it stays secret and `Debug` hides it.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "SecretString")]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(SecretString),
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            DatabaseUrl::Postgres(_) => f.write_str("Postgres([redacted])"),
+        }
+    }
+}
+
+impl TryFrom<SecretString> for DatabaseUrl {
+    type Error = String;
+
+    fn try_from(url: SecretString) -> Result<Self, String> {
+        let url = url.expose_secret();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/tessera.db".into());
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(SecretString::from(url.to_owned())))
+        } else {
+            Err("must start with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses a URL given anywhere but the settings (a CLI flag, a test).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        Self::try_from(SecretString::from(url.to_owned()))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            DatabaseUrl::Sqlite(_) => "sqlite",
+            DatabaseUrl::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// `jwt.algorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum Algorithm {
     HS256,
     RS256,
@@ -80,21 +140,51 @@ pub enum Algorithm {
     EdDSA,
 }
 
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Algorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
             Algorithm::HS256 => "HS256",
             Algorithm::RS256 => "RS256",
             Algorithm::ES256 => "ES256",
             Algorithm::EdDSA => "EdDSA",
-        })
+        }
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        [
+            Algorithm::HS256,
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+        ]
+        .into_iter()
+        .find(|algorithm| algorithm.as_str() == name)
+        .ok_or_else(|| format!("`{name}` is not one of HS256, RS256, ES256, EdDSA"))
+    }
+}
+
+impl TryFrom<String> for Algorithm {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSettings {
-    pub algorithm: String,
+    pub algorithm: Algorithm,
     pub secret: Option<SecretString>,
     pub secret_file: Option<PathBuf>,
     #[serde(default)]
@@ -102,12 +192,14 @@ pub struct JwtSettings {
     pub private_key_file: Option<PathBuf>,
     #[serde(default)]
     pub public_key_files: Vec<PathBuf>,
+    #[serde(deserialize_with = "non_empty")]
     pub issuer: String,
+    #[serde(deserialize_with = "non_empty")]
     pub audience: String,
-    pub access_ttl_secs: u64,
-    pub refresh_ttl_secs: u64,
-    pub leeway_secs: u64,
-    pub refresh_reuse_grace_secs: u64,
+    pub access_ttl_secs: Secs<1>,
+    pub refresh_ttl_secs: Secs<1>,
+    pub leeway_secs: Secs,
+    pub refresh_reuse_grace_secs: Secs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -121,28 +213,66 @@ pub enum Registration {
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     pub registration: Registration,
-    pub login_max_failures: u32,
-    pub address_max_failures: u32,
-    pub login_window_secs: u64,
+    pub login_max_failures: FailureLimit,
+    pub address_max_failures: FailureLimit,
+    pub login_window_secs: Secs<1>,
     /// After this moment `POST /auth/exchange` refuses every legacy DRF key
     /// (the cut-over); unset: exchange stays open.
     #[serde(default)]
     pub legacy_exchange_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// `password.*`: the Argon2id cost, checked by the `argon2` crate itself.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PasswordCost")]
 pub struct PasswordSettings {
-    pub argon2_memory_kib: u32,
-    pub argon2_iterations: u32,
-    pub argon2_parallelism: u32,
+    pub params: argon2::Params,
+}
+
+/// `password.*` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordCost {
+    argon2_memory_kib: u32,
+    argon2_iterations: u32,
+    argon2_parallelism: u32,
+}
+
+impl TryFrom<PasswordCost> for PasswordSettings {
+    type Error = String;
+
+    fn try_from(cost: PasswordCost) -> Result<Self, String> {
+        Self::new(
+            cost.argon2_memory_kib,
+            cost.argon2_iterations,
+            cost.argon2_parallelism,
+        )
+    }
+}
+
+impl PasswordSettings {
+    /// An Argon2id cost; the error names the setting at fault.
+    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, String> {
+        argon2::Params::new(memory_kib, iterations, parallelism, None)
+            .map(|params| Self { params })
+            .map_err(|error| {
+                let key = match error {
+                    argon2::Error::MemoryTooLittle | argon2::Error::MemoryTooMuch => {
+                        "argon2_memory_kib"
+                    }
+                    argon2::Error::TimeTooSmall => "argon2_iterations",
+                    _ => "argon2_parallelism",
+                };
+                format!("password.{key}: {error}")
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsSettings {
     #[serde(default)]
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: Vec<Origin>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,6 +287,168 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub format: Option<LogFormat>,
     pub level: String,
+}
+
+/// A `_secs` setting: whole seconds, at least `MIN`, at most
+/// [`MAX_DURATION_SECS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "u64")]
+pub struct Secs<const MIN: u64 = 0>(u64);
+
+impl<const MIN: u64> TryFrom<u64> for Secs<MIN> {
+    type Error = String;
+
+    fn try_from(secs: u64) -> Result<Self, String> {
+        if secs < MIN {
+            Err(format!("must be at least {MIN}"))
+        } else if secs > MAX_DURATION_SECS {
+            Err(format!("must be at most {MAX_DURATION_SECS} (ten years)"))
+        } else {
+            Ok(Self(secs))
+        }
+    }
+}
+
+impl<const MIN: u64> Secs<MIN> {
+    pub fn new(secs: u64) -> Result<Self, String> {
+        Self::try_from(secs)
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.0)
+    }
+
+    /// As a `chrono` span; bounded, so it cannot overflow.
+    pub fn time_delta(self) -> TimeDelta {
+        // At most ten years: always representable.
+        TimeDelta::try_seconds(i64::try_from(self.0).unwrap_or(i64::MAX)).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+/// `auth.*_max_failures`: 1 to 1,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "u32")]
+pub struct FailureLimit(u32);
+
+impl TryFrom<u32> for FailureLimit {
+    type Error = String;
+
+    fn try_from(value: u32) -> Result<Self, String> {
+        if (1..=1_000_000).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err("must be between 1 and 1000000".to_owned())
+        }
+    }
+}
+
+impl FailureLimit {
+    pub fn new(value: u32) -> Result<Self, String> {
+        Self::try_from(value)
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// `server.max_body_bytes`: at least 1024.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "usize")]
+pub struct BodyLimit(usize);
+
+impl TryFrom<usize> for BodyLimit {
+    type Error = String;
+
+    fn try_from(bytes: usize) -> Result<Self, String> {
+        if bytes < 1024 {
+            Err("must be at least 1024".to_owned())
+        } else {
+            Ok(Self(bytes))
+        }
+    }
+}
+
+impl BodyLimit {
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
+/// A `server.trusted_proxies` entry: an address or a CIDR range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TrustedProxy(pub IpNet);
+
+impl FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(entry: &str) -> Result<Self, String> {
+        entry
+            .parse::<IpNet>()
+            .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+            .map(Self)
+            .map_err(|_| format!("`{entry}` is not an IP address or CIDR range"))
+    }
+}
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(entry: String) -> Result<Self, String> {
+        entry.parse()
+    }
+}
+
+/// A `cors.allowed_origins` entry: `scheme://host[:port]`, or `*` for any.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Origin {
+    Any,
+    Exact(String),
+}
+
+impl TryFrom<String> for Origin {
+    type Error = String;
+
+    fn try_from(origin: String) -> Result<Self, String> {
+        if origin == "*" {
+            return Ok(Origin::Any);
+        }
+        let trimmed = origin.trim_end_matches('/');
+        let valid = (trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+            && !trimmed
+                .split_once("://")
+                .is_some_and(|(_, host)| host.is_empty() || host.contains('/'));
+        if valid {
+            Ok(Origin::Exact(trimmed.to_owned()))
+        } else {
+            Err(format!(
+                "`{origin}` is not an origin such as https://app.example.com"
+            ))
+        }
+    }
+}
+
+fn socket_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a socket address such as 127.0.0.1:8080"
+        ))
+    })
+}
+
+fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Err(serde::de::Error::custom("must not be empty"));
+    }
+    Ok(text)
 }
 
 /// A setting that stops startup: the key it concerns and what is wrong.
@@ -190,7 +482,6 @@ impl Settings {
             .build()
             .and_then(Config::try_deserialize)
             .map_err(config_error)
-            .and_then(Self::validated)
     }
 
     fn load_from(local_file: &Path, extra_file: Option<&Path>) -> Result<Self, SettingsError> {
@@ -230,141 +521,6 @@ impl Settings {
             .build()
             .and_then(Config::try_deserialize)
             .map_err(config_error)
-            .and_then(Self::validated)
-    }
-
-    /// Checks what types alone cannot say, naming the key at fault.
-    fn validated(self) -> Result<Self, SettingsError> {
-        self.bind_address()?;
-        self.jwt_algorithm()?;
-        if self.server.workers == Some(0) {
-            return Err(SettingsError::new("server.workers", "must be at least 1"));
-        }
-        if self.server.max_body_bytes < 1024 {
-            return Err(SettingsError::new(
-                "server.max_body_bytes",
-                "must be at least 1024",
-            ));
-        }
-        for origin in &self.cors.allowed_origins {
-            let valid = origin == "*"
-                || ((origin.starts_with("https://") || origin.starts_with("http://"))
-                    && !origin
-                        .trim_end_matches('/')
-                        .split_once("://")
-                        .is_some_and(|(_, host)| host.contains('/')));
-            if !valid {
-                return Err(SettingsError::new(
-                    "cors.allowed_origins",
-                    format!("`{origin}` is not an origin such as https://app.example.com"),
-                ));
-            }
-        }
-        crate::auth::throttle::parse_trusted_proxies(&self.server.trusted_proxies)
-            .map_err(|m| SettingsError::new("server.trusted_proxies", m))?;
-        for (key, value) in [
-            ("auth.login_max_failures", self.auth.login_max_failures),
-            ("auth.address_max_failures", self.auth.address_max_failures),
-        ] {
-            if value == 0 || value > 1_000_000 {
-                return Err(SettingsError::new(key, "must be between 1 and 1000000"));
-            }
-        }
-        if self.auth.login_window_secs == 0 {
-            return Err(SettingsError::new(
-                "auth.login_window_secs",
-                "must be at least 1",
-            ));
-        }
-        if self.database.pool_size == 0 {
-            return Err(SettingsError::new(
-                "database.pool_size",
-                "must be at least 1",
-            ));
-        }
-        if self.database.connect_timeout_secs == 0 {
-            return Err(SettingsError::new(
-                "database.connect_timeout_secs",
-                "must be at least 1",
-            ));
-        }
-        if self.database.prune_interval_secs == 0 {
-            return Err(SettingsError::new(
-                "database.prune_interval_secs",
-                "must be at least 1",
-            ));
-        }
-        for (key, value) in [
-            ("jwt.access_ttl_secs", self.jwt.access_ttl_secs),
-            ("jwt.refresh_ttl_secs", self.jwt.refresh_ttl_secs),
-        ] {
-            if value == 0 {
-                return Err(SettingsError::new(key, "must be at least 1"));
-            }
-        }
-        for (key, value) in [
-            ("jwt.access_ttl_secs", self.jwt.access_ttl_secs),
-            ("jwt.refresh_ttl_secs", self.jwt.refresh_ttl_secs),
-            ("jwt.leeway_secs", self.jwt.leeway_secs),
-            (
-                "jwt.refresh_reuse_grace_secs",
-                self.jwt.refresh_reuse_grace_secs,
-            ),
-            ("auth.login_window_secs", self.auth.login_window_secs),
-            (
-                "database.prune_interval_secs",
-                self.database.prune_interval_secs,
-            ),
-            (
-                "database.connect_timeout_secs",
-                self.database.connect_timeout_secs,
-            ),
-            (
-                "server.shutdown_timeout_secs",
-                self.server.shutdown_timeout_secs,
-            ),
-        ] {
-            if value > MAX_DURATION_SECS {
-                return Err(SettingsError::new(
-                    key,
-                    format!("must be at most {MAX_DURATION_SECS} (ten years)"),
-                ));
-            }
-        }
-        if self.jwt.issuer.is_empty() {
-            return Err(SettingsError::new("jwt.issuer", "must not be empty"));
-        }
-        if self.jwt.audience.is_empty() {
-            return Err(SettingsError::new("jwt.audience", "must not be empty"));
-        }
-        crate::auth::password::PasswordHasher::params_from(&self.password)?;
-        crate::db::DatabaseUrl::parse(&self.database.url)?;
-        Ok(self)
-    }
-
-    pub fn bind_address(&self) -> Result<SocketAddr, SettingsError> {
-        self.server.bind.parse().map_err(|_| {
-            SettingsError::new(
-                "server.bind",
-                format!(
-                    "`{}` is not a socket address such as 127.0.0.1:8080",
-                    self.server.bind
-                ),
-            )
-        })
-    }
-
-    pub fn jwt_algorithm(&self) -> Result<Algorithm, SettingsError> {
-        match self.jwt.algorithm.as_str() {
-            "HS256" => Ok(Algorithm::HS256),
-            "RS256" => Ok(Algorithm::RS256),
-            "ES256" => Ok(Algorithm::ES256),
-            "EdDSA" => Ok(Algorithm::EdDSA),
-            other => Err(SettingsError::new(
-                "jwt.algorithm",
-                format!("`{other}` is not one of HS256, RS256, ES256, EdDSA"),
-            )),
-        }
     }
 
     /// `log.format`, or its default for `server.env`.
@@ -376,23 +532,28 @@ impl Settings {
     }
 
     pub fn workers(&self) -> usize {
-        self.server
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        self.server.workers.map_or_else(
+            || std::thread::available_parallelism().map_or(2, usize::from),
+            usize::from,
+        )
     }
 }
 
 /// `config` names the key in its messages (`missing field ... for key ...`);
 /// keep that text but make it one line.
 fn config_error(error: config::ConfigError) -> SettingsError {
-    let text = error.to_string().replace('\n', " ");
-    let key = match &error {
-        config::ConfigError::Type { key: Some(key), .. } => key.clone(),
-        config::ConfigError::NotFound(key) => key.clone(),
-        config::ConfigError::At { key: Some(key), .. } => key.clone(),
-        _ => "settings".to_owned(),
+    let (key, text) = match &error {
+        config::ConfigError::Type { key: Some(key), .. } => (key.clone(), error.to_string()),
+        config::ConfigError::NotFound(key) => (key.clone(), error.to_string()),
+        // A value our own types refused: their message, under the key.
+        config::ConfigError::At {
+            key: Some(key),
+            error: inner,
+            ..
+        } => (key.clone(), inner.to_string()),
+        _ => ("settings".to_owned(), error.to_string()),
     };
-    SettingsError::new(key, text)
+    SettingsError::new(key, text.replace('\n', " "))
 }
 
 #[cfg(test)]
@@ -402,15 +563,17 @@ mod tests {
     #[test]
     fn compiled_in_defaults_match_the_contract() {
         let settings = Settings::defaults().unwrap();
-        assert_eq!(settings.server.bind, "127.0.0.1:8080");
-        assert_eq!(settings.jwt.access_ttl_secs, 900);
-        assert_eq!(settings.jwt.refresh_ttl_secs, 1_209_600);
-        assert_eq!(settings.jwt.leeway_secs, 30);
-        assert_eq!(settings.jwt.refresh_reuse_grace_secs, 0);
-        assert_eq!(settings.password.argon2_memory_kib, 19_456);
-        assert_eq!(settings.database.pool_size, 8);
+        assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.jwt.access_ttl_secs.get(), 900);
+        assert_eq!(settings.jwt.refresh_ttl_secs.get(), 1_209_600);
+        assert_eq!(settings.jwt.leeway_secs.get(), 30);
+        assert_eq!(settings.jwt.refresh_reuse_grace_secs.get(), 0);
+        assert_eq!(settings.password.params.m_cost(), 19_456);
+        assert_eq!(settings.password.params.t_cost(), 2);
+        assert_eq!(settings.password.params.p_cost(), 1);
+        assert_eq!(settings.database.pool_size.get(), 8);
         assert_eq!(settings.auth.registration, Registration::Open);
-        assert_eq!(settings.jwt_algorithm().unwrap(), Algorithm::HS256);
+        assert_eq!(settings.jwt.algorithm, Algorithm::HS256);
     }
 
     #[test]
@@ -438,6 +601,26 @@ mod tests {
         std::fs::write(&file, "[jwt]\nrefresh_ttl_secs = 10000000000000\n").unwrap();
         let error = Settings::load_from(Path::new("/nonexistent"), Some(&file)).unwrap_err();
         assert_eq!(error.key, "jwt.refresh_ttl_secs");
+    }
+
+    #[test]
+    fn trusted_proxies_accept_addresses_and_ranges() {
+        for entry in ["127.0.0.1", "::1", "172.16.0.0/12"] {
+            assert!(entry.parse::<TrustedProxy>().is_ok(), "{entry}");
+        }
+        assert!("nope".parse::<TrustedProxy>().is_err());
+    }
+
+    #[test]
+    fn too_little_argon2_memory_names_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("extra.toml");
+        std::fs::write(&file, "[password]\nargon2_memory_kib = 1\n").unwrap();
+        let error = Settings::load_from(Path::new("/nonexistent"), Some(&file)).unwrap_err();
+        assert!(
+            error.to_string().contains("password.argon2_memory_kib"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -13,21 +13,18 @@ use actix_web::middleware::{
     ErrorHandlerResponse, ErrorHandlers, NormalizePath, TrailingSlash, from_fn,
 };
 use actix_web::{App, HttpServer, ResponseError, web};
-use chrono::TimeDelta;
 
+use crate::accounts::Accounts;
 use crate::auth::password::PasswordHasher;
-use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES, parse_trusted_proxies};
+use crate::auth::sessions::{LoginThrottle, SessionPolicy, Sessions};
+use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES};
 use crate::auth::tokens::KeyRing;
-use crate::db::{self, login_failures, refresh_tokens, revocations};
+use crate::db::Database;
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
 use crate::metrics::Metrics;
-use crate::settings::{Settings, SettingsError};
-use crate::state::{AppState, LoginThrottle};
+use crate::settings::{Origin, Settings, SettingsError};
+use crate::state::AppState;
 use crate::telemetry;
-
-/// Rows deleted per statement when pruning, so a large backlog never holds a
-/// long lock.
-const PRUNE_BATCH: i64 = 1000;
 
 pub struct Application {
     server: Server,
@@ -52,12 +49,12 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let state = web::Data::from(Arc::new(build_state(&settings).await?));
         let shared = state.clone();
-        let address = settings.bind_address()?;
-        let listener = TcpListener::bind(address).map_err(StartupError::Bind)?;
+        let listener = TcpListener::bind(settings.server.bind).map_err(StartupError::Bind)?;
         let port = listener.local_addr().map_err(StartupError::Bind)?.port();
-        let max_body = settings.server.max_body_bytes;
+        let max_body = settings.server.max_body_bytes.get();
         let allowed_origins = settings.cors.allowed_origins.clone();
         let server = HttpServer::new(move || {
+            let metrics = Arc::clone(&state.metrics);
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
@@ -71,18 +68,20 @@ impl Application {
                 .configure(crate::routes::configure)
                 .default_service(web::to(crate::routes::not_found))
                 .wrap(from_fn(move |req, next| {
-                    crate::routes::body::bound_request(req, next, max_body)
+                    crate::http::body::bound_request(req, next, max_body)
                 }))
                 .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(cors(&allowed_origins))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
-                .wrap(from_fn(telemetry::request_id))
+                .wrap(from_fn(move |req, next| {
+                    telemetry::request_id(req, next, Arc::clone(&metrics))
+                }))
         })
         .workers(settings.workers())
         .client_request_timeout(Duration::from_secs(10))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(30))
-        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .shutdown_timeout(settings.server.shutdown_timeout_secs.get())
         .listen(listener)
         .map_err(StartupError::Bind)?
         .run();
@@ -90,7 +89,7 @@ impl Application {
             server,
             port,
             state: shared,
-            prune_interval: Duration::from_secs(settings.database.prune_interval_secs),
+            prune_interval: settings.database.prune_interval_secs.duration(),
         })
     }
 
@@ -111,56 +110,59 @@ impl Application {
 /// Everything the handlers share, built from settings; a bad setting or an
 /// unreachable database is an error naming the setting.
 pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError> {
-    let metrics = Metrics::new();
-    let keys = KeyRing::from_settings(settings)?;
+    let metrics = Arc::new(Metrics::new());
+    let keys = Arc::new(KeyRing::from_settings(settings)?);
     let hasher = PasswordHasher::new(
         &settings.password,
         std::thread::available_parallelism().map_or(1, usize::from),
     )?
     .with_timer(metrics.argon2_timer());
-    let database = settings.database.clone();
-    let pool = actix_web::rt::task::spawn_blocking(move || {
-        let (pool, url) = db::connect(&database)?;
-        let mut conn = pool
-            .get()
-            .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
-        let applied = db::migrate(&mut conn)
-            .map_err(|e| SettingsError::new("database.url", format!("migration failed: {e}")))?;
-        for migration in applied {
-            tracing::info!(%migration, backend = url.backend_name(), "applied migration");
-        }
-        Ok::<_, SettingsError>(pool)
-    })
-    .await
-    .map_err(|e| SettingsError::new("database.url", e.to_string()))??;
+    let (db, applied) = Database::open(&settings.database, Some(metrics.pool_wait_timer())).await?;
+    for migration in applied {
+        tracing::info!(%migration, backend = settings.database.url.backend_name(), "applied migration");
+    }
     let auth = &settings.auth;
     let throttle = LoginThrottle {
         addresses: AddressThrottle::new(
-            auth.address_max_failures,
-            Duration::from_secs(auth.login_window_secs),
+            auth.address_max_failures.get(),
+            auth.login_window_secs.duration(),
             MAX_TRACKED_ADDRESSES,
         ),
-        account_max_failures: i32::try_from(auth.login_max_failures).unwrap_or(i32::MAX),
-        window: secs(auth.login_window_secs),
-        trusted_proxies: parse_trusted_proxies(&settings.server.trusted_proxies)
-            .map_err(|m| SettingsError::new("server.trusted_proxies", m))?,
+        account_max_failures: i32::try_from(auth.login_max_failures.get()).unwrap_or(i32::MAX),
+        window: auth.login_window_secs.time_delta(),
+    };
+    let policy = SessionPolicy {
+        refresh_ttl: settings.jwt.refresh_ttl_secs.time_delta(),
+        refresh_reuse_grace: settings.jwt.refresh_reuse_grace_secs.time_delta(),
+        legacy_exchange_until: auth.legacy_exchange_until,
     };
     Ok(AppState {
-        pool: db::Database::new(pool, Some(metrics.pool_wait_timer())),
+        accounts: Accounts::new(db.clone(), hasher.clone()),
+        sessions: Sessions::new(
+            db.clone(),
+            Arc::clone(&keys),
+            hasher.clone(),
+            throttle,
+            Arc::clone(&metrics),
+            policy,
+        ),
         keys,
+        db,
         hasher,
-        registration: settings.auth.registration,
-        refresh_ttl: secs(settings.jwt.refresh_ttl_secs),
-        refresh_reuse_grace: secs(settings.jwt.refresh_reuse_grace_secs),
-        throttle,
         metrics,
-        legacy_exchange_until: settings.auth.legacy_exchange_until,
+        registration: auth.registration,
+        trusted_proxies: settings
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|proxy| proxy.0)
+            .collect(),
     })
 }
 
 /// CORS for browser clients: the configured origins (or any, with `*`),
 /// bearer tokens rather than cookies (no credentials), preflights cached.
-fn cors(allowed_origins: &[String]) -> Cors {
+fn cors(allowed_origins: &[Origin]) -> Cors {
     let mut cors = Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([
@@ -179,52 +181,20 @@ fn cors(allowed_origins: &[String]) -> Cors {
         ])
         .max_age(3600);
     for origin in allowed_origins {
-        cors = if origin == "*" {
-            cors.allow_any_origin()
-        } else {
-            cors.allowed_origin(origin.trim_end_matches('/'))
+        cors = match origin {
+            Origin::Any => cors.allow_any_origin(),
+            Origin::Exact(origin) => cors.allowed_origin(origin),
         };
     }
     cors
 }
 
-fn secs(value: u64) -> TimeDelta {
-    TimeDelta::try_seconds(i64::try_from(value).unwrap_or(i64::MAX / 1000))
-        .unwrap_or(TimeDelta::MAX)
-}
-
-/// Deletes up to a batch of rows older than a cutoff; returns how many went.
-type Pruner = fn(&mut db::DbConnection, chrono::NaiveDateTime, i64) -> diesel::QueryResult<usize>;
-
-/// Deletes expired refresh tokens, revocation rows and ended throttling
-/// windows, in batches, forever.
+/// Prunes expired tokens and throttling windows every `interval`, forever.
 async fn prune_forever(state: web::Data<AppState>, interval: Duration) {
     let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
-        state.throttle.addresses.prune(std::time::Instant::now());
-        let window = state.throttle.window;
-        let result = db::run(&state.pool, move |conn| {
-            let now = db::now();
-            let mut pruned = 0;
-            let pruners: [(Pruner, chrono::NaiveDateTime); 3] = [
-                (refresh_tokens::prune_expired, now),
-                (revocations::prune_expired, now),
-                (login_failures::prune_before, now - window),
-            ];
-            for (prune, cutoff) in pruners {
-                loop {
-                    let deleted = prune(conn, cutoff, PRUNE_BATCH)?;
-                    pruned += deleted;
-                    if deleted < PRUNE_BATCH as usize {
-                        break;
-                    }
-                }
-            }
-            Ok::<_, ApiError>(pruned)
-        })
-        .await;
-        match result {
+        match state.sessions.prune_expired().await {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned expired tokens"),
             Err(error) => tracing::warn!(%error, "pruning expired tokens failed"),

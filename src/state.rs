@@ -1,31 +1,28 @@
 //! What every handler shares: built once at startup, read-only afterwards.
+//! The services do the work; the rest is what the HTTP edge itself reads.
 
-use chrono::TimeDelta;
+use std::sync::Arc;
 
+use ipnet::IpNet;
+
+use crate::accounts::Accounts;
 use crate::auth::password::PasswordHasher;
-use crate::auth::throttle::AddressThrottle;
+use crate::auth::sessions::Sessions;
 use crate::auth::tokens::KeyRing;
 use crate::db::Database;
 use crate::metrics::Metrics;
 use crate::settings::Registration;
 
 pub struct AppState {
-    pub pool: Database,
-    pub keys: KeyRing,
+    pub accounts: Accounts,
+    pub sessions: Sessions,
+    /// Verifies bearer tokens on every request, statelessly.
+    pub keys: Arc<KeyRing>,
+    pub db: Database,
+    /// For its queue depth in `/metrics`.
     pub hasher: PasswordHasher,
+    pub metrics: Arc<Metrics>,
     pub registration: Registration,
-    pub refresh_ttl: TimeDelta,
-    pub refresh_reuse_grace: TimeDelta,
-    pub throttle: LoginThrottle,
-    pub metrics: Metrics,
-    /// `auth.legacy_exchange_until`: when legacy DRF keys stop working.
-    pub legacy_exchange_until: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// The login throttling settings and the per-address counters.
-pub struct LoginThrottle {
-    pub addresses: AddressThrottle,
-    pub account_max_failures: i32,
-    pub window: TimeDelta,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Proxies whose `X-Forwarded-For` names the client address.
+    pub trusted_proxies: Vec<IpNet>,
 }

@@ -9,8 +9,8 @@ use actix_web::middleware::Next;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
+use crate::metrics::Metrics;
 use crate::settings::{LogFormat, Settings};
-use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -54,6 +54,7 @@ fn new_request_id() -> HeaderValue {
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
+    metrics: std::sync::Arc<Metrics>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()
@@ -62,7 +63,6 @@ pub async fn request_id(
         .cloned()
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
-    let state = req.app_data::<actix_web::web::Data<AppState>>().cloned();
     let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or(""));
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
@@ -71,11 +71,7 @@ pub async fn request_id(
         .match_pattern()
         .unwrap_or_else(|| "<unmatched>".to_owned());
     let elapsed = started.elapsed();
-    if let Some(state) = state {
-        state
-            .metrics
-            .observe_request(method.as_str(), &route, response.status().as_u16(), elapsed);
-    }
+    metrics.observe_request(method.as_str(), &route, response.status().as_u16(), elapsed);
     span.in_scope(|| {
         tracing::info!(
             %method,

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tessera::error::ApiError;
-use tessera::routes::body::{parse_form, parse_json};
+use tessera::http::body::{parse_form, parse_json};
 use tessera_fuzz::{DISTINCTIVE_DIGITS, check_parser_error, rendered_text};
 
 /// `POST /auth/login`, with the password as a plain string.

@@ -1,10 +1,10 @@
-//! Authentication: passwords, access tokens, refresh tokens, and the request
-//! extractors that check them.
+//! Authentication: passwords, access tokens, refresh tokens, throttling,
+//! and the session use cases built on them ([`sessions`]).
 
 pub mod django;
-pub mod extract;
 pub mod keys;
 pub mod password;
 pub mod refresh;
+pub mod sessions;
 pub mod throttle;
 pub mod tokens;

@@ -59,29 +59,9 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// Validates the `password.*` settings into Argon2 parameters.
-    pub fn params_from(settings: &PasswordSettings) -> Result<Params, SettingsError> {
-        Params::new(
-            settings.argon2_memory_kib,
-            settings.argon2_iterations,
-            settings.argon2_parallelism,
-            None,
-        )
-        .map_err(|e| {
-            let key = match e {
-                argon2::Error::MemoryTooLittle | argon2::Error::MemoryTooMuch => {
-                    "password.argon2_memory_kib"
-                }
-                argon2::Error::TimeTooSmall => "password.argon2_iterations",
-                _ => "password.argon2_parallelism",
-            };
-            SettingsError::new(key, e.to_string())
-        })
-    }
-
     /// `concurrency`: how many hashes may run at once (one per core).
     pub fn new(settings: &PasswordSettings, concurrency: usize) -> Result<Self, SettingsError> {
-        let params = Self::params_from(settings)?;
+        let params = settings.params.clone();
         // The dummy's memory is given back at once: idle, tessera holds none.
         let mut startup_memory = vec![Block::default(); params.block_count()];
         let dummy_hash = hash_with(
@@ -385,11 +365,7 @@ mod tests {
     use super::*;
 
     fn settings(memory: u32) -> PasswordSettings {
-        PasswordSettings {
-            argon2_memory_kib: memory,
-            argon2_iterations: 1,
-            argon2_parallelism: 1,
-        }
+        PasswordSettings::new(memory, 1, 1).unwrap()
     }
 
     fn secret(s: &str) -> SecretString {
@@ -491,11 +467,5 @@ mod tests {
         }
         // One at a time: one buffer, made once and kept.
         assert_eq!(hasher.memory.free.lock().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn too_little_memory_names_the_setting() {
-        let error = PasswordHasher::params_from(&settings(1)).unwrap_err();
-        assert_eq!(error.key, "password.argon2_memory_kib");
     }
 }

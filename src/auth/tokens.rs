@@ -122,13 +122,13 @@ impl KeyRing {
     /// `jwt.previous_secrets`; the asymmetric algorithms from
     /// `jwt.private_key_file` and `jwt.public_key_files`.
     pub fn from_settings(settings: &Settings) -> Result<Self, SettingsError> {
-        let algorithm = settings.jwt_algorithm()?;
+        let algorithm = settings.jwt.algorithm;
         let jwt = &settings.jwt;
         let rules = ClaimRules {
             issuer: &jwt.issuer,
             audience: &jwt.audience,
-            access_ttl_secs: jwt.access_ttl_secs,
-            leeway_secs: jwt.leeway_secs,
+            access_ttl_secs: jwt.access_ttl_secs.get(),
+            leeway_secs: jwt.leeway_secs.get(),
         };
         if algorithm != Algorithm::HS256 {
             return Self::asymmetric(algorithm, settings, &rules);
@@ -149,8 +149,8 @@ impl KeyRing {
             &secrets,
             &jwt.issuer,
             &jwt.audience,
-            jwt.access_ttl_secs,
-            jwt.leeway_secs,
+            jwt.access_ttl_secs.get(),
+            jwt.leeway_secs.get(),
         ))
     }
 

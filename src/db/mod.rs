@@ -9,8 +9,6 @@ pub mod revocations;
 pub mod schema;
 pub mod users;
 
-use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -18,7 +16,7 @@ use diesel::prelude::*;
 use diesel::r2d2::R2D2Connection;
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::settings::{DatabaseSettings, SettingsError};
 
@@ -32,50 +30,9 @@ pub enum DbConnection {
     Postgres(PgConnection),
 }
 
-/// `database.url`, parsed: which backend, and where.
-#[derive(Clone)]
-pub enum DatabaseUrl {
-    Sqlite(PathBuf),
-    Postgres(SecretString),
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DatabaseUrl::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
-            DatabaseUrl::Postgres(_) => f.write_str("Postgres([redacted])"),
-        }
-    }
-}
+pub use crate::settings::DatabaseUrl;
 
 impl DatabaseUrl {
-    pub fn parse(url: &SecretString) -> Result<Self, SettingsError> {
-        let url = url.expose_secret();
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            if path.is_empty() {
-                return Err(SettingsError::new(
-                    "database.url",
-                    "sqlite:// needs a file path, e.g. sqlite://data/tessera.db",
-                ));
-            }
-            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(DatabaseUrl::Postgres(SecretString::from(url.to_owned())))
-        } else {
-            Err(SettingsError::new(
-                "database.url",
-                "must start with sqlite:// or postgres://",
-            ))
-        }
-    }
-
-    pub fn backend_name(&self) -> &'static str {
-        match self {
-            DatabaseUrl::Sqlite(_) => "sqlite",
-            DatabaseUrl::Postgres(_) => "postgres",
-        }
-    }
-
     /// Opens one connection, configured for concurrent service use.
     pub fn establish(&self) -> ConnectionResult<DbConnection> {
         match self {
@@ -178,9 +135,9 @@ pub enum PoolError {
 
 /// Builds the pool and checks that one connection can be made, so a bad URL
 /// or an unreachable server stops startup.
-pub fn connect(settings: &DatabaseSettings) -> Result<(Pool, DatabaseUrl), SettingsError> {
-    let url = DatabaseUrl::parse(&settings.url)?;
-    if let DatabaseUrl::Sqlite(path) = &url {
+pub fn connect(settings: &DatabaseSettings) -> Result<Pool, SettingsError> {
+    let url = &settings.url;
+    if let DatabaseUrl::Sqlite(path) = url {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 SettingsError::new(
@@ -193,13 +150,12 @@ pub fn connect(settings: &DatabaseSettings) -> Result<(Pool, DatabaseUrl), Setti
     // Fail fast with the driver's own message rather than r2d2's timeout.
     url.establish()
         .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
-    let pool = r2d2::Pool::builder()
-        .max_size(settings.pool_size)
+    r2d2::Pool::builder()
+        .max_size(settings.pool_size.get())
         .min_idle(Some(1))
-        .connection_timeout(Duration::from_secs(settings.connect_timeout_secs))
+        .connection_timeout(settings.connect_timeout_secs.duration())
         .build(Manager { url: url.clone() })
-        .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
-    Ok((pool, url))
+        .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))
 }
 
 /// Applies the pending migrations of the connection's backend.
@@ -223,14 +179,103 @@ impl Database {
     pub fn new(pool: Pool, wait_seconds: Option<prometheus::Histogram>) -> Self {
         Self { pool, wait_seconds }
     }
+
+    /// Connects (see [`connect`]) and applies the pending migrations; for
+    /// the server and the CLI alike. Returns the migrations applied.
+    pub async fn open(
+        settings: &DatabaseSettings,
+        wait_seconds: Option<prometheus::Histogram>,
+    ) -> Result<(Self, Vec<String>), SettingsError> {
+        let settings = settings.clone();
+        let (pool, applied) = actix_web::rt::task::spawn_blocking(move || {
+            let pool = connect(&settings)?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| SettingsError::new("database.url", format!("cannot connect: {e}")))?;
+            let applied = migrate(&mut conn).map_err(|e| {
+                SettingsError::new("database.url", format!("migration failed: {e}"))
+            })?;
+            Ok::<_, SettingsError>((pool, applied))
+        })
+        .await
+        .map_err(|e| SettingsError::new("database.url", e.to_string()))??;
+        Ok((Self::new(pool, wait_seconds), applied))
+    }
+
+    /// The pool's size and idle connections, for `/metrics`.
+    pub fn pool_state(&self) -> r2d2::State {
+        self.pool.state()
+    }
+
+    /// Whether a round trip to the database succeeds within `timeout`
+    /// (readiness); the error says what failed, for the log.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        let pool = self.pool.clone();
+        let check = actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.get_timeout(timeout).map_err(|e| e.to_string())?;
+            diesel::sql_query("SELECT 1")
+                .execute(&mut *conn)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        });
+        match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(cause)) => Err(format!("readiness task: {cause}")),
+            Err(_) => Err("database check timed out".to_owned()),
+        }
+    }
+
+    /// Runs `work` only if a pooled connection is idle right now; `None`
+    /// when none is (or the work failed), for best-effort background reads
+    /// that must never queue behind requests.
+    pub async fn run_if_idle<T, F>(&self, work: F) -> Option<T>
+    where
+        F: FnOnce(&mut DbConnection) -> QueryResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.try_get()?;
+            work(&mut conn).ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
 }
 
-impl std::ops::Deref for Database {
-    type Target = Pool;
+/// A storage failure as the services report it: no connection could be
+/// had, or a statement failed. The HTTP edge answers the first with 503 and
+/// classifies the second (see `crate::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Unavailable(#[from] PoolError),
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+}
 
-    fn deref(&self) -> &Pool {
-        &self.pool
-    }
+/// Lets a service error enum with a `Store(StoreError)` variant take `?` on
+/// diesel results and pool failures inside [`run`].
+#[macro_export]
+macro_rules! store_errors {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$crate::db::StoreError> for $error {
+            fn from(error: $crate::db::StoreError) -> Self {
+                Self::Store(error)
+            }
+        }
+        impl From<diesel::result::Error> for $error {
+            fn from(error: diesel::result::Error) -> Self {
+                Self::Store($crate::db::StoreError::Query(error))
+            }
+        }
+        impl From<$crate::db::PoolError> for $error {
+            fn from(error: $crate::db::PoolError) -> Self {
+                Self::Store($crate::db::StoreError::Unavailable(error))
+            }
+        }
+    )+};
 }
 
 /// Runs blocking diesel work on the blocking thread pool, never on an HTTP
@@ -286,7 +331,7 @@ mod tests {
 
     #[test]
     fn the_scheme_picks_the_backend() {
-        let url = |s: &str| DatabaseUrl::parse(&SecretString::from(s.to_owned()));
+        let url = DatabaseUrl::parse;
         assert_eq!(url("sqlite://data/x.db").unwrap().backend_name(), "sqlite");
         assert_eq!(url("postgres://u@h/db").unwrap().backend_name(), "postgres");
         assert_eq!(
@@ -385,8 +430,7 @@ mod tests {
 
     #[test]
     fn debug_output_hides_a_postgres_url() {
-        let url =
-            DatabaseUrl::parse(&SecretString::from("postgres://u:pw@h/db".to_owned())).unwrap();
+        let url = DatabaseUrl::parse("postgres://u:pw@h/db").unwrap();
         assert!(!format!("{url:?}").contains("pw"));
     }
 }

@@ -2,25 +2,24 @@
 //! verify, introspect.
 
 use actix_web::http::header::{self, HeaderValue};
-use std::time::{Duration, Instant};
-
 use actix_web::{HttpRequest, HttpResponse, web};
-use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::django;
-use crate::auth::extract::{self, Authenticated, CurrentUser, check_not_revoked};
-use crate::auth::refresh;
-use crate::auth::throttle::client_address;
-use crate::auth::tokens::{Claims, new_token_id};
-use crate::db::{self, legacy_tokens, login_failures, refresh_tokens, revocations, users};
+use crate::auth::sessions::{TokenPair, TokenStatus};
+use crate::auth::tokens::Claims;
 use crate::domain::Role;
-use crate::error::{ApiError, ApiResult, ErrorCode, PROBLEM_JSON};
+use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
+use crate::http::body::{JsonBody, JsonOrFormBody, OptionalJsonBody, not_null};
+use crate::http::extract::{self, Authenticated, ClientAddress, CurrentUser};
 use crate::openapi::{ClaimsSchema, Problem, RoleSchema};
-use crate::routes::body::{JsonBody, JsonOrFormBody, OptionalJsonBody, not_null};
 use crate::state::AppState;
+
+/// This module's operations, for the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(login, exchange, refresh, logout, logout_all, verify, introspect))]
+pub struct Api;
 
 /// The OAuth 2.0 token response (RFC 6749 §5.1).
 #[derive(Serialize, ToSchema)]
@@ -41,100 +40,17 @@ pub struct TokenResponse {
 }
 
 /// Sent with `Cache-Control: no-store`, as RFC 6749 §5.1 requires.
-fn token_response(body: TokenResponse) -> HttpResponse {
+fn token_response(pair: TokenPair) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .json(body)
-}
-
-/// A session opened in the database: the user as of that moment and the
-/// `jti` stamped while their row was locked.
-struct Session {
-    user: users::User,
-    jti: uuid::Uuid,
-}
-
-/// Signs the session's access token and answers with the pair.
-fn token_pair(
-    state: &AppState,
-    session: Session,
-    refresh_token: SecretString,
-) -> ApiResult<HttpResponse> {
-    let user = session.user;
-    let role = Role::parse(&user.role).map_err(ApiError::internal)?;
-    let (access_token, _) = state
-        .keys
-        .sign_access_token(session.jti, &user.id, &user.username, role)
-        .map_err(ApiError::internal)?;
-    Ok(token_response(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: state.keys.access_ttl_secs(),
-        refresh_token: refresh_token.expose_secret().to_owned(),
-        refresh_expires_in: state.refresh_ttl.num_seconds(),
-    }))
-}
-
-/// Reads the user and stamps the access token's `jti`, inside the
-/// transaction that holds the user's row lock. A disabled account gets no
-/// session.
-fn open_session(
-    conn: &mut db::DbConnection,
-    user_id: &str,
-) -> diesel::QueryResult<Option<Session>> {
-    Ok(users::find(conn, user_id)?
-        .filter(|user| user.is_active)
-        .map(|user| Session {
-            user,
-            jti: new_token_id(),
-        }))
-}
-
-/// Stores the first refresh token of a new family and opens the session;
-/// for a login or a legacy-key exchange, inside its transaction.
-fn start_session(
-    conn: &mut db::DbConnection,
-    user_id: &str,
-    refresh_hash: &str,
-    ttl: chrono::TimeDelta,
-) -> diesel::QueryResult<Option<Session>> {
-    let now = db::now();
-    refresh_tokens::insert(
-        conn,
-        &refresh_tokens::NewRefreshToken {
-            token_hash: refresh_hash,
-            family_id: &uuid::Uuid::new_v4().to_string(),
-            user_id,
-            created_at: now,
-            expires_at: now + ttl,
-        },
-    )?;
-    open_session(conn, user_id)
-}
-
-/// The client address throttling counts failures against (trusting
-/// `X-Forwarded-For` only from the configured proxies), or 429 when that
-/// address is throttled: checked before any password or key work.
-fn unthrottled_address(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<std::net::IpAddr>, ApiError> {
-    let forwarded_for = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|value| value.to_str().ok());
-    let address = client_address(
-        req.peer_addr().map(|peer| peer.ip()),
-        forwarded_for,
-        &state.throttle.trusted_proxies,
-    );
-    let retry = address.and_then(|ip| state.throttle.addresses.retry_after(ip, Instant::now()));
-    if let Some(wait) = retry {
-        state.metrics.throttled("address");
-        return Err(throttled(wait));
-    }
-    Ok(address)
+        .json(TokenResponse {
+            access_token: pair.access_token,
+            token_type: "Bearer",
+            expires_in: pair.expires_in,
+            refresh_token: pair.refresh_token.expose_secret().to_owned(),
+            refresh_expires_in: pair.refresh_expires_in,
+        })
 }
 
 /// Credentials for a login.
@@ -146,27 +62,6 @@ pub struct LoginRequest {
     username: String,
     #[schema(value_type = String, format = Password, example = "correct horse battery")]
     password: SecretString,
-}
-
-/// A 429 with `Retry-After` in whole seconds (at least 1).
-fn throttled(retry_after: Duration) -> ApiError {
-    let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-    let seconds = seconds.max(1);
-    ApiError::new(
-        ErrorCode::Throttled,
-        format!("Too many failed login attempts; retry in {seconds} seconds."),
-    )
-    .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
-}
-
-/// The throttling key of a login attempt: the user, whichever identifier
-/// named them, or the identifier itself when no user matches, so unknown
-/// names are throttled exactly like real ones.
-fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
-    match user {
-        Some(user) => format!("user:{}", user.id),
-        None => format!("name:{identifier}"),
-    }
 }
 
 /// Log in: a username (or email) and password for a token pair.
@@ -196,102 +91,15 @@ fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
     ),
 )]
 pub async fn login(
-    req: HttpRequest,
     state: web::Data<AppState>,
+    ClientAddress(client): ClientAddress,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let limits = &state.throttle;
-    let address =
-        unthrottled_address(&req, &state).inspect_err(|_| state.metrics.login("throttled"))?;
-    let identifier = body.username.trim().to_lowercase();
-    let (max_failures, window) = (limits.account_max_failures, limits.window);
-    let (user, account, throttled_until) = db::run(&state.pool, move |conn| {
-        let user = if identifier.is_empty() {
-            None
-        } else {
-            users::find_by_login(conn, &identifier)?
-        };
-        let account = throttle_account(user.as_ref(), &identifier);
-        let until =
-            login_failures::throttled_until(conn, &account, db::now(), max_failures, window)?;
-        Ok::<_, ApiError>((user, account, until))
-    })
-    .await?;
-    if let Some(until) = throttled_until {
-        let wait = (until - db::now()).to_std().unwrap_or_default();
-        state.metrics.login("throttled");
-        state.metrics.throttled("account");
-        return Err(throttled(wait));
-    }
-    let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password = SecretString::from(body.password.expose_secret().to_owned());
-    let outcome = state
-        .hasher
-        .verify(body.password, stored_hash)
-        .await
-        .map_err(ApiError::internal)?;
-    // A disabled account (imported from Django with `is_active = false`)
-    // answers exactly like a wrong password, after the same work.
-    let user = match user {
-        Some(user) if outcome.matches && user.is_active => user,
-        _ => {
-            if let Some(ip) = address {
-                limits.addresses.record_failure(ip, Instant::now());
-            }
-            db::run(&state.pool, move |conn| {
-                login_failures::record_failure(conn, &account, db::now(), window)
-                    .map_err(ApiError::from)
-            })
-            .await?;
-            state.metrics.login("invalid_credentials");
-            return Err(ApiError::invalid_credentials());
-        }
-    };
-    // A hash made with an outdated cost is replaced now that the password is
-    // known; failing to make one only postpones the upgrade.
-    let upgraded_hash = if outcome.needs_rehash {
-        state
-            .hasher
-            .hash(password)
-            .await
-            .inspect_err(|error| tracing::warn!(%error, "could not upgrade a password hash"))
-            .ok()
-    } else {
-        None
-    };
-    let legacy_format = upgraded_hash
-        .as_ref()
-        .and_then(|_| django::algorithm(&user.password_hash));
-    let (refresh_token, refresh_hash) = refresh::generate();
-    let ttl = state.refresh_ttl;
-    let session = db::run(&state.pool, move |conn| {
-        conn.transaction(|conn| {
-            // The password checked above must still be the user's: a password
-            // change that committed meanwhile wins, and this login fails.
-            if !users::lock_if_password_is(conn, &user.id, &user.password_hash)? {
-                return Ok(None);
-            }
-            if let Some(new_hash) = &upgraded_hash {
-                let changes = users::UserChanges {
-                    password_hash: Some(new_hash),
-                    ..Default::default()
-                };
-                users::update(conn, &user.id, &changes)?;
-                tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost");
-            }
-            login_failures::reset(conn, &account)?;
-            start_session(conn, &user.id, &refresh_hash, ttl)
-        })
-        .map_err(ApiError::from)
-    })
-    .await?
-    .ok_or_else(ApiError::invalid_credentials)?;
-    if let Some(format) = legacy_format {
-        state.metrics.legacy_hash_upgraded(format);
-    }
-    state.metrics.login("success");
-    state.metrics.token_pair_issued();
-    token_pair(&state, session, refresh_token)
+    let pair = state
+        .sessions
+        .login(&body.username, body.password, client)
+        .await?;
+    Ok(token_response(pair))
 }
 
 /// A legacy DRF key, when it is not sent in the `Authorization` header.
@@ -339,6 +147,7 @@ pub struct ExchangeRequest {
 pub async fn exchange(
     req: HttpRequest,
     state: web::Data<AppState>,
+    ClientAddress(client): ClientAddress,
     OptionalJsonBody(body): OptionalJsonBody<ExchangeRequest>,
 ) -> ApiResult<HttpResponse> {
     let key = match extract::presented_token(&req)? {
@@ -347,61 +156,8 @@ pub async fn exchange(
             .map(|body| body.token)
             .ok_or_else(ApiError::not_authenticated)?,
     };
-    let refused =
-        || ApiError::invalid_token("The legacy token is invalid or has already been exchanged.");
-    if state
-        .legacy_exchange_until
-        .is_some_and(|until| chrono::Utc::now() >= until)
-    {
-        state.metrics.legacy_exchange("closed");
-        return Err(ApiError::invalid_token(
-            "Legacy token exchange has ended; log in with a username and password.",
-        ));
-    }
-    let address = unthrottled_address(&req, &state)?;
-    let limits = &state.throttle;
-    let key_hash =
-        django::is_drf_key(key.expose_secret()).then(|| refresh::hash(key.expose_secret()));
-    let (refresh_token, refresh_hash) = refresh::generate();
-    let ttl = state.refresh_ttl;
-    let session = match key_hash {
-        None => None,
-        Some(key_hash) => {
-            db::run(&state.pool, move |conn| {
-                let exchanged = conn.transaction(|conn| {
-                    // Retire first (the write claims the key), then lock the
-                    // owner's row as a login or a password change does.
-                    let Some(user_id) = legacy_tokens::retire(conn, &key_hash, db::now())? else {
-                        return Ok(None);
-                    };
-                    if !users::lock(conn, &user_id)? {
-                        return Ok(None);
-                    }
-                    // A disabled account gets no session; its key is left
-                    // as it was.
-                    start_session(conn, &user_id, &refresh_hash, ttl)?
-                        .map(Some)
-                        .ok_or(diesel::result::Error::RollbackTransaction)
-                });
-                match exchanged {
-                    Err(diesel::result::Error::RollbackTransaction) => Ok(None),
-                    other => other.map_err(ApiError::from),
-                }
-            })
-            .await?
-        }
-    };
-    let Some(session) = session else {
-        if let Some(ip) = address {
-            limits.addresses.record_failure(ip, Instant::now());
-        }
-        state.metrics.legacy_exchange("invalid");
-        return Err(refused());
-    };
-    tracing::info!(user_id = %session.user.id, "legacy DRF token exchanged and retired");
-    state.metrics.legacy_exchange("exchanged");
-    state.metrics.token_pair_issued();
-    token_pair(&state, session, refresh_token)
+    let pair = state.sessions.exchange(key, client).await?;
+    Ok(token_response(pair))
 }
 
 /// A refresh token to rotate.
@@ -438,36 +194,8 @@ pub async fn refresh(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
-    let presented_hash = refresh::hash(body.refresh_token.expose_secret());
-    let (successor, successor_hash) = refresh::generate();
-    let (ttl, grace) = (state.refresh_ttl, state.refresh_reuse_grace);
-    let (session, outcome) = db::run(&state.pool, move |conn| {
-        let now = db::now();
-        let rotation = refresh_tokens::rotate(
-            conn,
-            &presented_hash,
-            &successor_hash,
-            now,
-            ttl,
-            grace,
-            open_session,
-        )?;
-        Ok::<_, ApiError>(match rotation {
-            refresh_tokens::Rotation::Rotated { session, .. } => (session, "rotated"),
-            refresh_tokens::Rotation::ReuseDetected { user_id } => {
-                tracing::warn!(%user_id, "refresh token reuse detected: family revoked");
-                (None, "reuse_detected")
-            }
-            refresh_tokens::Rotation::Invalid => (None, "invalid"),
-        })
-    })
-    .await?;
-    state.metrics.refresh(outcome);
-    let session = session.ok_or_else(|| {
-        ApiError::invalid_token("The refresh token is invalid, expired or revoked.")
-    })?;
-    state.metrics.token_pair_issued();
-    token_pair(&state, session, successor)
+    let pair = state.sessions.refresh(body.refresh_token).await?;
+    Ok(token_response(pair))
 }
 
 /// What else to revoke at logout.
@@ -505,46 +233,9 @@ pub async fn logout(
     current: CurrentUser,
     OptionalJsonBody(body): OptionalJsonBody<LogoutRequest>,
 ) -> ApiResult<HttpResponse> {
-    let refresh_hash = body
-        .and_then(|b| b.refresh_token)
-        .map(|token| refresh::hash(token.expose_secret()));
-    let claims = current.claims;
-    let keep_until = state.keys.verifiable_until(&claims).naive_utc();
-    db::run(&state.pool, move |conn| {
-        revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
-        if let Some(hash) = refresh_hash {
-            refresh_tokens::revoke_family_of(conn, &hash, &claims.sub)?;
-        }
-        Ok::<_, ApiError>(())
-    })
-    .await?;
+    let refresh_token = body.and_then(|body| body.refresh_token);
+    state.sessions.logout(current.claims, refresh_token).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// Makes every token of `user_id` issued before now fail on logout-sensitive
-/// routes, deletes all their refresh tokens and retires their legacy DRF
-/// keys.
-pub fn revoke_all_tokens(conn: &mut db::DbConnection, user_id: &str) -> Result<(), ApiError> {
-    // Truncated to the millisecond, the precision of `Claims::issued_at`: a
-    // token issued after this call, even within the same millisecond, must
-    // not look older than it.
-    let now = {
-        use chrono::{DurationRound, TimeDelta};
-        let now = db::now();
-        now.duration_trunc(TimeDelta::milliseconds(1))
-            .unwrap_or(now)
-    };
-    users::update(
-        conn,
-        user_id,
-        &users::UserChanges {
-            tokens_valid_after: Some(now),
-            ..Default::default()
-        },
-    )?;
-    refresh_tokens::revoke_all_for_user(conn, user_id)?;
-    legacy_tokens::retire_all_for_user(conn, user_id, now)?;
-    Ok(())
 }
 
 /// Log out everywhere.
@@ -568,15 +259,7 @@ pub async fn logout_all(
     state: web::Data<AppState>,
     current: CurrentUser,
 ) -> ApiResult<HttpResponse> {
-    let claims = current.claims;
-    let keep_until = state.keys.verifiable_until(&claims).naive_utc();
-    db::run(&state.pool, move |conn| {
-        conn.transaction(|conn| revoke_all_tokens(conn, &claims.sub))?;
-        // The caller's own token too, even if issued within the same millisecond.
-        revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
-        Ok::<_, ApiError>(())
-    })
-    .await?;
+    state.sessions.logout_all(current.claims).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -672,6 +355,25 @@ pub struct Introspection {
 }
 
 impl Introspection {
+    fn of(status: TokenStatus) -> Self {
+        match status {
+            TokenStatus::Access(claims) => Self::of_access_token(claims),
+            TokenStatus::Refresh {
+                user_id,
+                expires_at,
+                issued_at,
+            } => Self {
+                active: true,
+                token_type: Some("refresh_token"),
+                sub: Some(user_id),
+                exp: Some(expires_at),
+                iat: Some(issued_at),
+                ..Default::default()
+            },
+            TokenStatus::Inactive => Self::default(),
+        }
+    }
+
     fn of_access_token(claims: Claims) -> Self {
         Self {
             active: true,
@@ -720,34 +422,11 @@ pub async fn introspect(
     _caller: CurrentUser,
     JsonOrFormBody(body): JsonOrFormBody<IntrospectRequest>,
 ) -> ApiResult<HttpResponse> {
-    let token = body.token.expose_secret();
-    let verified = state.keys.verify(token).ok();
-    let refresh_hash = refresh::hash(token);
-    let result = db::run(&state.pool, move |conn| {
-        if let Some(claims) = verified {
-            return match check_not_revoked(conn, &claims) {
-                Ok(_) => Ok(Introspection::of_access_token(claims)),
-                Err(error) if error.code() == crate::error::ErrorCode::InvalidToken => {
-                    Ok(Introspection::default())
-                }
-                Err(error) => Err(error),
-            };
-        }
-        let now = db::now();
-        Ok(match refresh_tokens::find(conn, &refresh_hash)? {
-            Some(row) if row.rotated_at.is_none() && row.expires_at > now => Introspection {
-                active: true,
-                token_type: Some("refresh_token"),
-                sub: Some(row.user_id),
-                exp: Some(row.expires_at.and_utc().timestamp()),
-                iat: Some(row.created_at.and_utc().timestamp()),
-                ..Default::default()
-            },
-            _ => Introspection::default(),
-        })
-    })
-    .await?;
+    let status = state
+        .sessions
+        .introspect(body.token.expose_secret())
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(result))
+        .json(Introspection::of(status)))
 }

@@ -15,7 +15,7 @@ use actix_web::http::{Method, header};
 use actix_web::{HttpResponse, web};
 use utoipa_swagger_ui::Config;
 
-use super::{Endpoint, on};
+use super::{Endpoint, document, on};
 use crate::error::{ApiError, ApiResult};
 
 /// Where the OpenAPI document is served.
@@ -30,7 +30,7 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
         (
             OPENAPI_PATH,
             vec![on(Method::GET, || {
-                let document = web::Bytes::from(crate::openapi::document_json());
+                let document = web::Bytes::from(crate::openapi::to_json(&document()));
                 web::to(move || {
                     let document = document.clone();
                     async move {

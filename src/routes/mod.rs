@@ -3,7 +3,6 @@
 //! Handlers are thin: extract, authorize, validate, call, map.
 
 pub mod auth;
-pub mod body;
 pub mod docs;
 pub mod ops;
 pub mod users;
@@ -13,6 +12,7 @@ use actix_web::http::{
     header::{self, HeaderValue},
 };
 use actix_web::{HttpRequest, Resource, Route, web};
+use utoipa::OpenApi as _;
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -99,6 +99,16 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
         .collect()
 }
 
+/// The OpenAPI document: every route module's operations in the shared
+/// frame of [`crate::openapi`].
+pub fn document() -> utoipa::openapi::OpenApi {
+    crate::openapi::assemble([
+        auth::Api::openapi(),
+        users::Api::openapi(),
+        ops::Api::openapi(),
+    ])
+}
+
 /// Mounts the API's route table, then `/openapi.json` and `/docs`. Trailing
 /// slashes are trimmed before routing, so `/users/` reaches `/users`.
 ///
@@ -145,4 +155,29 @@ fn endpoint(path: &str, routes: Vec<(Method, Route)>) -> Resource {
 /// The app's default service: no such route.
 pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::not_found("No such route."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn document_json() -> serde_json::Value {
+        serde_json::from_slice(&crate::openapi::to_json(&document())).unwrap()
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_json() {
+        let document = document_json();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert!(document["components"]["schemas"]["Problem"].is_object());
+    }
+
+    #[test]
+    fn the_role_schema_lists_the_roles() {
+        let document = document_json();
+        let roles = &document["components"]["schemas"]["Role"]["enum"];
+        let expected = [crate::domain::Role::User, crate::domain::Role::Admin]
+            .map(|role| serde_json::to_value(role).unwrap());
+        assert_eq!(roles, &serde_json::Value::from(expected.to_vec()));
+    }
 }

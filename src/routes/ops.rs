@@ -4,14 +4,18 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use diesel::RunQueryDsl;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::keys::PublishedJwk;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
 use crate::openapi::{JwkSchema, Problem};
 use crate::state::AppState;
+
+/// This module's operations, for the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(jwks, healthz, metrics, readyz))]
+pub struct Api;
 
 /// How long readiness waits for the database before answering 503.
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -60,7 +64,7 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     count_legacy_hashes(&state).await;
     let text = state
         .metrics
-        .render(state.hasher.in_flight(), state.pool.state());
+        .render(state.hasher.in_flight(), state.db.pool_state());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
@@ -77,13 +81,11 @@ async fn count_legacy_hashes(state: &AppState) {
     {
         return;
     }
-    let pool = state.pool.clone();
-    let counted = actix_web::rt::task::spawn_blocking(move || {
-        let mut conn = pool.try_get()?;
-        crate::db::users::count_legacy_hashes(&mut conn).ok()
-    })
-    .await;
-    if let Ok(Some(count)) = counted {
+    if let Some(count) = state
+        .db
+        .run_if_idle(crate::db::users::count_legacy_hashes)
+        .await
+    {
         state.metrics.set_legacy_hashes(count);
     }
 }
@@ -100,24 +102,15 @@ async fn count_legacy_hashes(state: &AppState) {
     ),
 )]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let pool = state.pool.clone();
-    let check = actix_web::rt::task::spawn_blocking(move || {
-        let mut conn = pool
-            .get_timeout(READINESS_TIMEOUT)
-            .map_err(|e| e.to_string())?;
-        diesel::sql_query("SELECT 1")
-            .execute(&mut *conn)
-            .map_err(|e| e.to_string())
-    });
-    match tokio::time::timeout(READINESS_TIMEOUT, check).await {
-        Ok(Ok(Ok(_))) => Ok(HttpResponse::Ok().json(Readiness {
-            database: "ok",
-            status: "ok",
-        })),
-        Ok(Ok(Err(cause))) => Err(ApiError::unavailable(format!("readiness: {cause}"))),
-        Ok(Err(cause)) => Err(ApiError::unavailable(format!("readiness task: {cause}"))),
-        Err(_) => Err(ApiError::unavailable("readiness: database check timed out")),
-    }
+    state
+        .db
+        .ping(READINESS_TIMEOUT)
+        .await
+        .map_err(|cause| ApiError::unavailable(format!("readiness: {cause}")))?;
+    Ok(HttpResponse::Ok().json(Readiness {
+        database: "ok",
+        status: "ok",
+    }))
 }
 
 /// How long validators may cache the JWKS. A key rotation publishes the new

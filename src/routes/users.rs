@@ -4,20 +4,24 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use chrono::NaiveDateTime;
-use diesel::Connection;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
-use crate::auth::extract::{Authenticated, CurrentUser, MaybeCurrentUser};
-use crate::db::{self, users};
+use crate::accounts::{NewAccount, PasswordChange, ProfileChanges};
+use crate::db::users;
 use crate::domain::{Email, Password, Role, Username};
-use crate::error::{ApiError, ApiResult, ErrorCode, FieldErrors, PROBLEM_JSON};
+use crate::error::{ApiError, ApiResult, FieldErrors, PROBLEM_JSON};
+use crate::http::body::{JsonBody, not_null};
+use crate::http::extract::{Authenticated, CurrentUser, MaybeCurrentUser};
 use crate::openapi::{Problem, RoleSchema};
-use crate::routes::auth::revoke_all_tokens;
-use crate::routes::body::{JsonBody, not_null};
 use crate::settings::Registration;
 use crate::state::AppState;
+
+/// This module's operations, for the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(list, create, me, get, update, delete, change_password))]
+pub struct Api;
 
 /// RFC 3339 UTC with a `Z`, e.g. `2026-11-28T06:34:40.123456Z`.
 fn rfc3339(at: NaiveDateTime) -> String {
@@ -119,23 +123,6 @@ impl Validator {
     }
 }
 
-fn conflict(taken: &users::Taken) -> ApiError {
-    let mut errors = FieldErrors::new();
-    if taken.username {
-        errors.insert(
-            "username".into(),
-            vec!["A user with that username already exists.".into()],
-        );
-    }
-    if taken.email {
-        errors.insert(
-            "email".into(),
-            vec!["A user with that email already exists.".into()],
-        );
-    }
-    ApiError::conflict(errors)
-}
-
 /// A new account.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -155,59 +142,6 @@ pub struct CreateUserRequest {
     /// 8 to 128 characters, no composition rules (NIST SP 800-63B).
     #[schema(value_type = String, format = Password, min_length = 8, max_length = 128, example = "correct horse battery")]
     password: SecretString,
-}
-
-/// Everything a new account needs, parsed and hashed.
-pub struct NewAccount {
-    pub username: Username,
-    pub email: Email,
-    pub password_hash: String,
-    pub role: Role,
-}
-
-/// Stores a new account unless its username or email is taken.
-pub fn insert_account(conn: &mut db::DbConnection, account: &NewAccount) -> ApiResult<users::User> {
-    let (username_lower, email_lower) = (account.username.canonical(), account.email.canonical());
-    let taken = users::taken(conn, Some(&username_lower), Some(&email_lower), None)?;
-    if taken.any() {
-        return Err(conflict(&taken));
-    }
-    let now = db::now();
-    let id = uuid::Uuid::new_v4().to_string();
-    let inserted = users::insert(
-        conn,
-        &users::NewUser {
-            id: &id,
-            username: account.username.as_str(),
-            username_lower: &username_lower,
-            email: account.email.as_str(),
-            email_lower: Some(&email_lower),
-            password_hash: &account.password_hash,
-            role: account.role.as_str(),
-            tokens_valid_after: now,
-            created_at: now,
-            updated_at: now,
-            is_active: true,
-        },
-    );
-    if is_unique_violation(&inserted) {
-        let taken = users::taken(conn, Some(&username_lower), Some(&email_lower), None)?;
-        return Err(conflict(&taken));
-    }
-    inserted?;
-    users::find(conn, &id)?.ok_or_else(|| ApiError::internal("inserted user not found"))
-}
-
-/// Two concurrent writers can both pass the `taken` check; the unique
-/// indexes then refuse the second, which is explained the same way.
-fn is_unique_violation<T>(result: &diesel::QueryResult<T>) -> bool {
-    matches!(
-        result,
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _
-        ))
-    )
 }
 
 /// Register a user.
@@ -256,18 +190,15 @@ pub async fn create(
     let (Some(username), Some(email), Some(password)) = (username, email, password) else {
         return Err(ApiError::internal("validator passed with a missing field"));
     };
-    let password_hash = state
-        .hasher
-        .hash(password.into_secret())
-        .await
-        .map_err(ApiError::internal)?;
-    let account = NewAccount {
-        username,
-        email,
-        password_hash,
-        role: Role::User,
-    };
-    let user = db::run(&state.pool, move |conn| insert_account(conn, &account)).await?;
+    let user = state
+        .accounts
+        .register(NewAccount {
+            username,
+            email,
+            password,
+            role: Role::User,
+        })
+        .await?;
     let location = format!("/users/{}", user.id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
@@ -346,10 +277,7 @@ pub async fn list(
         },
     );
     validator.finish()?;
-    let (rows, total) = db::run(&state.pool, move |conn| {
-        users::list(conn, limit, offset).map_err(ApiError::from)
-    })
-    .await?;
+    let (rows, total) = state.accounts.page(limit, offset).await?;
     let admin = caller.is_admin();
     let items = rows
         .into_iter()
@@ -361,13 +289,6 @@ pub async fn list(
         offset,
         total,
     }))
-}
-
-async fn load_user(state: &AppState, id: String) -> ApiResult<Option<users::User>> {
-    db::run(&state.pool, move |conn| {
-        users::find(conn, &id).map_err(ApiError::from)
-    })
-    .await
 }
 
 fn no_such_user() -> ApiError {
@@ -390,7 +311,9 @@ fn no_such_user() -> ApiError {
     ),
 )]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> ApiResult<HttpResponse> {
-    let user = load_user(&state, caller.0.sub.clone())
+    let user = state
+        .accounts
+        .find(caller.0.sub.clone())
         .await?
         .ok_or_else(|| ApiError::invalid_token("The token's user no longer exists."))?;
     Ok(HttpResponse::Ok().json(UserView::full(user)))
@@ -420,7 +343,7 @@ pub async fn get(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     let full = caller.is_admin() || caller.0.sub == id;
-    let user = load_user(&state, id).await?.ok_or_else(no_such_user)?;
+    let user = state.accounts.find(id).await?.ok_or_else(no_such_user)?;
     Ok(HttpResponse::Ok().json(UserView::for_viewer(user, full)))
 }
 
@@ -497,47 +420,12 @@ pub async fn update(
         .role
         .and_then(|raw| validator.check("role", Role::parse(&raw)));
     validator.finish()?;
-    let nothing_to_change = username.is_none() && email.is_none() && role.is_none();
-    let user = db::run(&state.pool, move |conn| {
-        if nothing_to_change {
-            return users::find(conn, &id)?.ok_or_else(no_such_user);
-        }
-        let username_lower = username.as_ref().map(Username::canonical);
-        let email_lower = email.as_ref().map(Email::canonical);
-        let taken = users::taken(
-            conn,
-            username_lower.as_deref(),
-            email_lower.as_deref(),
-            Some(&id),
-        )?;
-        if taken.any() {
-            return Err(conflict(&taken));
-        }
-        let changes = users::UserChanges {
-            username: username.as_ref().map(Username::as_str),
-            username_lower: username_lower.as_deref(),
-            email: email.as_ref().map(Email::as_str),
-            email_lower: email_lower.as_deref(),
-            role: role.map(Role::as_str),
-            updated_at: Some(db::now()),
-            ..Default::default()
-        };
-        let updated = users::update(conn, &id, &changes);
-        if is_unique_violation(&updated) {
-            let taken = users::taken(
-                conn,
-                username_lower.as_deref(),
-                email_lower.as_deref(),
-                Some(&id),
-            )?;
-            return Err(conflict(&taken));
-        }
-        if !updated? {
-            return Err(no_such_user());
-        }
-        users::find(conn, &id)?.ok_or_else(no_such_user)
-    })
-    .await?;
+    let changes = ProfileChanges {
+        username,
+        email,
+        role,
+    };
+    let user = state.accounts.update_profile(id, changes).await?;
     Ok(HttpResponse::Ok().json(UserView::full(user)))
 }
 
@@ -598,45 +486,15 @@ pub async fn change_password(
     let Some(new_password) = new_password else {
         return Err(ApiError::internal("validator passed with a missing field"));
     };
-    if is_self {
-        let current = body
-            .current_password
-            .unwrap_or_else(|| SecretString::from(""));
-        let outcome = state
-            .hasher
-            .verify(current, Some(caller.user.password_hash.clone()))
-            .await
-            .map_err(ApiError::internal)?;
-        if !outcome.matches {
-            return Err(ApiError::new(
-                ErrorCode::InvalidCurrentPassword,
-                "The current password is incorrect.",
-            )
-            .with_errors(FieldErrors::from([(
-                "current_password".to_owned(),
-                vec!["The current password is incorrect.".to_owned()],
-            )])));
-        }
-    }
-    let new_hash = state
-        .hasher
-        .hash(new_password.into_secret())
-        .await
-        .map_err(ApiError::internal)?;
-    db::run(&state.pool, move |conn| {
-        conn.transaction(|conn| {
-            let changes = users::UserChanges {
-                password_hash: Some(&new_hash),
-                updated_at: Some(db::now()),
-                ..Default::default()
-            };
-            if !users::update(conn, &id, &changes)? {
-                return Err(no_such_user());
-            }
-            revoke_all_tokens(conn, &id)
-        })
-    })
-    .await?;
+    let proof = match (is_self, body.current_password) {
+        (true, Some(current)) => PasswordChange::WithCurrent(current),
+        (true, None) => return Err(ApiError::internal("validator passed with a missing field")),
+        (false, _) => PasswordChange::ByAdmin,
+    };
+    state
+        .accounts
+        .change_password(id, proof, new_password)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -666,12 +524,6 @@ pub async fn delete(
 ) -> ApiResult<HttpResponse> {
     let id = id.into_inner();
     ensure_may_manage(&caller, &id)?;
-    let deleted = db::run(&state.pool, move |conn| {
-        users::delete(conn, &id).map_err(ApiError::from)
-    })
-    .await?;
-    if !deleted {
-        return Err(no_such_user());
-    }
+    state.accounts.delete(id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

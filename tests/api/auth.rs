@@ -11,6 +11,8 @@ use futures_util::future::join_all;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
+use tessera::settings::Secs;
+
 use crate::backend_tests;
 use crate::helpers::{
     Backend, PASSWORD, TEST_SECRET, TestApp, assert_problem, spawn_app, spawn_app_with,
@@ -422,7 +424,7 @@ async fn unknown_refresh_token_is_401_invalid_token(backend: Backend) {
 }
 
 async fn expired_refresh_token_is_401_invalid_token(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.jwt.refresh_ttl_secs = 1).await;
+    let app = spawn_app_with(backend, |s| s.jwt.refresh_ttl_secs = Secs::new(1).unwrap()).await;
     let user = app.user("alice").await;
     actix_web::rt::time::sleep(Duration::from_millis(2100)).await;
     assert_problem(
@@ -455,7 +457,10 @@ async fn concurrent_refreshes_of_one_token_give_exactly_one_success(backend: Bac
 }
 
 async fn refresh_within_the_reuse_grace_window_succeeds(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.jwt.refresh_reuse_grace_secs = 30).await;
+    let app = spawn_app_with(backend, |s| {
+        s.jwt.refresh_reuse_grace_secs = Secs::new(30).unwrap()
+    })
+    .await;
     let user = app.user("alice").await;
     let first = app.refresh(&user.tokens.refresh).await;
     assert_eq!(first.status(), 200);
@@ -938,7 +943,7 @@ async fn logout_keeps_the_revocation_while_the_token_could_still_verify(backend:
         .select(revoked_tokens::expires_at)
         .first(&mut app.db_conn())
         .unwrap();
-    let leeway = i64::try_from(app.settings.jwt.leeway_secs).unwrap();
+    let leeway = i64::try_from(app.settings.jwt.leeway_secs.get()).unwrap();
     assert_eq!(
         kept_until.and_utc().timestamp(),
         exp + leeway,

@@ -8,7 +8,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tessera::django_import::{ImportOptions, Report, import};
+use tessera::import::django::{ImportOptions, Report, import};
+use tessera::settings::FailureLimit;
 
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp, TestDb, assert_problem, spawn_app, spawn_app_with};
@@ -767,7 +768,10 @@ async fn the_metrics_count_remaining_legacy_hashes(backend: Backend) {
 }
 
 async fn failed_exchanges_count_towards_the_address_throttle(backend: Backend) {
-    let app = spawn_app_with(backend, |settings| settings.auth.address_max_failures = 3).await;
+    let app = spawn_app_with(backend, |settings| {
+        settings.auth.address_max_failures = FailureLimit::new(3).unwrap()
+    })
+    .await;
     let django = DjangoDb::create(backend);
     run_import(&app, &django, "auth_user", false);
     let unknown = "ffffffffffffffffffffffffffffffffffffffff";

@@ -139,7 +139,7 @@ async fn a_text_plain_body_is_unsupported_media_type(backend: Backend) {
 
 async fn a_body_over_the_size_limit_is_payload_too_large(backend: Backend) {
     let app = spawn_app(backend).await;
-    assert_eq!(app.settings.server.max_body_bytes, 65536);
+    assert_eq!(app.settings.server.max_body_bytes.get(), 65536);
     let body = json!({"username": "alice", "password": "x".repeat(70 * 1024)}).to_string();
     let response = post_raw(&app, "/auth/login", Some("application/json"), body).await;
     assert_problem(response, 413, "payload_too_large").await;

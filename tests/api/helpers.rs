@@ -15,7 +15,7 @@ use diesel::{Connection, PgConnection, RunQueryDsl};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::db::{DatabaseUrl, DbConnection};
-use tessera::settings::Settings;
+use tessera::settings::{PasswordSettings, Settings};
 use tessera::startup::Application;
 
 /// The HS256 key every test server signs with, so tests can forge tokens.
@@ -178,14 +178,13 @@ pub struct TestApp {
 /// The settings a test server starts from: fast Argon2, a fixed key, port 0.
 pub fn test_settings(db: &TestDb, data_dir: PathBuf) -> Settings {
     let mut settings = Settings::defaults().expect("defaults");
-    settings.server.bind = "127.0.0.1:0".to_owned();
-    settings.server.workers = Some(2);
+    settings.server.bind = "127.0.0.1:0".parse().expect("address");
+    settings.server.workers = std::num::NonZeroUsize::new(2);
     settings.server.data_dir = data_dir;
-    settings.database.url = SecretString::from(db.url().to_owned());
-    settings.database.pool_size = 4;
+    settings.database.url = DatabaseUrl::parse(db.url()).expect("url");
+    settings.database.pool_size = std::num::NonZeroU32::new(4).expect("non-zero");
     settings.jwt.secret = Some(SecretString::from(TEST_SECRET));
-    settings.password.argon2_memory_kib = 1024;
-    settings.password.argon2_iterations = 1;
+    settings.password = PasswordSettings::new(1024, 1, 1).expect("argon2 cost");
     settings.log.level = "warn".to_owned();
     settings
 }
@@ -238,7 +237,7 @@ impl TestApp {
     /// A direct connection to the test database, for arranging and checking
     /// what the HTTP surface cannot show (stored hashes, expiry times).
     pub fn db_conn(&self) -> DbConnection {
-        DatabaseUrl::parse(&SecretString::from(self.db.url().to_owned()))
+        DatabaseUrl::parse(self.db.url())
             .expect("url")
             .establish()
             .expect("connect to the test database")

@@ -77,7 +77,7 @@ async fn spawn_signing(
     let private = current.private_path();
     let public: Vec<_> = retired.iter().map(|k| k.public_path()).collect();
     spawn_app_with(backend, move |s| {
-        s.jwt.algorithm = algorithm.to_string();
+        s.jwt.algorithm = algorithm;
         s.jwt.secret = None;
         s.jwt.private_key_file = Some(private);
         s.jwt.public_key_files = public;

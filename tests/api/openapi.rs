@@ -69,7 +69,7 @@ async fn the_document_is_openapi_3_1_json(backend: Backend) {
     assert!(version.starts_with("3.1"), "{version}");
     assert_eq!(document["info"]["title"], "tessera");
     assert!(document["info"]["version"].is_string());
-    let in_process = serde_json::to_value(tessera::openapi::document()).unwrap();
+    let in_process = serde_json::to_value(tessera::routes::document()).unwrap();
     assert_eq!(
         document, in_process,
         "the served document is the generated one"
@@ -614,7 +614,7 @@ async fn responses_match_their_documented_status_headers_and_schemas(backend: Ba
 fn published_keys_match_the_jwk_schema() {
     use tessera::auth::keys::{generate_key_pair, load_public_key};
     use tessera::settings::Algorithm;
-    let document = serde_json::to_value(tessera::openapi::document()).unwrap();
+    let document = serde_json::to_value(tessera::routes::document()).unwrap();
     let schema = json!({"$ref": "#/components/schemas/Jwks"});
     for algorithm in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
         let (_, public_pem) = generate_key_pair(algorithm).unwrap();

@@ -3,6 +3,7 @@
 use crate::backend_tests;
 use chrono::{TimeDelta, Utc};
 use tessera::db::{refresh_tokens, revocations};
+use tessera::settings::{Origin, Secs};
 
 use crate::helpers::{Backend, assert_problem, spawn_app, spawn_app_with};
 
@@ -106,7 +107,10 @@ async fn invalid_request_id_is_replaced(backend: Backend) {
 }
 
 async fn expired_revocations_and_refresh_tokens_are_pruned(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.database.prune_interval_secs = 1).await;
+    let app = spawn_app_with(backend, |s| {
+        s.database.prune_interval_secs = Secs::new(1).unwrap()
+    })
+    .await;
     let user = app.user("pruned").await;
     let past = Utc::now().naive_utc() - TimeDelta::hours(1);
     let future = Utc::now().naive_utc() + TimeDelta::hours(1);
@@ -154,7 +158,10 @@ async fn expired_revocations_and_refresh_tokens_are_pruned(backend: Backend) {
 )]
 async fn lost_database_answers_503_and_readyz_fails_postgres() {
     use diesel::{Connection, PgConnection, RunQueryDsl};
-    let app = spawn_app_with(Backend::Postgres, |s| s.database.connect_timeout_secs = 1).await;
+    let app = spawn_app_with(Backend::Postgres, |s| {
+        s.database.connect_timeout_secs = Secs::new(1).unwrap()
+    })
+    .await;
     let user = app.user("lost").await;
     let crate::helpers::TestDb::Postgres {
         admin_url, name, ..
@@ -197,7 +204,7 @@ async fn preflight(app: &crate::helpers::TestApp, origin: &str) -> reqwest::Resp
 
 async fn cors_preflight_from_an_allowed_origin_is_answered_and_cached(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.cors.allowed_origins = vec!["https://app.example.com".to_owned()];
+        s.cors.allowed_origins = vec![Origin::Exact("https://app.example.com".to_owned())];
     })
     .await;
     let response = preflight(&app, "https://app.example.com").await;
@@ -238,7 +245,7 @@ async fn cors_preflight_from_an_allowed_origin_is_answered_and_cached(backend: B
 
 async fn cors_gives_nothing_to_an_origin_not_allowed(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.cors.allowed_origins = vec!["https://app.example.com".to_owned()];
+        s.cors.allowed_origins = vec![Origin::Exact("https://app.example.com".to_owned())];
     })
     .await;
     let response = preflight(&app, "https://evil.example.net").await;

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use tessera::settings::{FailureLimit, Secs};
+
 use crate::backend_tests;
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app_with};
 
@@ -46,7 +48,10 @@ async fn fail_times(app: &TestApp, username: &str, times: usize) {
 }
 
 async fn app_with_account_limit(backend: Backend, max: u32) -> TestApp {
-    spawn_app_with(backend, move |s| s.auth.login_max_failures = max).await
+    spawn_app_with(backend, move |s| {
+        s.auth.login_max_failures = FailureLimit::new(max).unwrap()
+    })
+    .await
 }
 
 async fn an_account_is_throttled_after_max_failures_even_with_the_right_password(backend: Backend) {
@@ -113,8 +118,8 @@ async fn a_success_resets_the_account_count(backend: Backend) {
 
 async fn throttling_lifts_after_the_window(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.login_max_failures = 2;
-        s.auth.login_window_secs = 1;
+        s.auth.login_max_failures = FailureLimit::new(2).unwrap();
+        s.auth.login_window_secs = Secs::new(1).unwrap();
     })
     .await;
     app.register("alice").await;
@@ -126,8 +131,8 @@ async fn throttling_lifts_after_the_window(backend: Backend) {
 
 async fn an_address_is_throttled_across_accounts(backend: Backend) {
     let app = spawn_app_with(backend, |s| {
-        s.auth.address_max_failures = 3;
-        s.server.trusted_proxies = vec!["127.0.0.1".to_owned()];
+        s.auth.address_max_failures = FailureLimit::new(3).unwrap();
+        s.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     app.register("alice").await;
@@ -143,7 +148,10 @@ async fn an_address_is_throttled_across_accounts(backend: Backend) {
 }
 
 async fn forwarded_for_is_ignored_from_an_untrusted_peer(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.auth.address_max_failures = 3).await;
+    let app = spawn_app_with(backend, |s| {
+        s.auth.address_max_failures = FailureLimit::new(3).unwrap()
+    })
+    .await;
     app.register("alice").await;
     for (name, spoofed) in [
         ("bob", "192.0.2.1"),

@@ -5,9 +5,9 @@ use base64::Engine as _;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
+use tessera::accounts::{AccountRecord, insert};
 use tessera::auth::password::PasswordHasher;
 use tessera::domain::{Email, Role, Username};
-use tessera::routes::users::{NewAccount, insert_account};
 use tessera::settings::Registration;
 
 use crate::backend_tests;
@@ -138,13 +138,17 @@ async fn insert_user(app: &TestApp, username: &str, role: Role) -> String {
         .hash(SecretString::from(PASSWORD))
         .await
         .expect("hash");
-    let account = NewAccount {
-        username: Username::parse(username).expect("username"),
-        email: Email::parse(&format!("{username}@example.com")).expect("email"),
-        password_hash: hash,
+    let email = Email::parse(&format!("{username}@example.com")).expect("email");
+    let username = Username::parse(username).expect("username");
+    let account = AccountRecord {
+        username: &username,
+        email: Some(&email),
+        password_hash: &hash,
         role,
+        created_at: chrono::Utc::now().naive_utc(),
+        is_active: true,
     };
-    insert_account(&mut app.db_conn(), &account)
+    insert(&mut app.db_conn(), &account)
         .expect("insert account")
         .id
 }

@@ -7,15 +7,16 @@
 //! routes, and its user row is fresh, so a demoted admin is no admin there.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use chrono::DateTime;
 
+use crate::auth::throttle::client_address;
 use crate::auth::tokens::Claims;
-use crate::db::{self, revocations, users};
+use crate::db::users;
 use crate::domain::Role;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -94,22 +95,6 @@ impl CurrentUser {
     }
 }
 
-/// Whether `claims` were revoked: the `jti` logged out, or issued before the
-/// user's "tokens valid after" time (log out everywhere, password change).
-pub fn check_not_revoked(
-    conn: &mut db::DbConnection,
-    claims: &Claims,
-) -> Result<users::User, ApiError> {
-    let user = users::find(conn, &claims.sub)?
-        .ok_or_else(|| ApiError::invalid_token("The token's user no longer exists."))?;
-    let valid_after =
-        DateTime::<chrono::Utc>::from_naive_utc_and_offset(user.tokens_valid_after, chrono::Utc);
-    if claims.issued_at() < valid_after || revocations::is_revoked(conn, &claims.jti)? {
-        return Err(ApiError::invalid_token("The token has been revoked."));
-    }
-    Ok(user)
-}
-
 impl FromRequest for CurrentUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -118,8 +103,7 @@ impl FromRequest for CurrentUser {
         let verified = verify_stateless(req).and_then(|claims| Ok((claims, state(req)?)));
         Box::pin(async move {
             let (claims, state) = verified?;
-            let checked = claims.clone();
-            let user = db::run(&state.pool, move |conn| check_not_revoked(conn, &checked)).await?;
+            let user = state.sessions.authorize(claims.clone()).await?;
             Ok(CurrentUser { claims, user })
         })
     }
@@ -143,5 +127,29 @@ impl FromRequest for MaybeCurrentUser {
                 Box::pin(async move { Ok(MaybeCurrentUser(Some(current.await?))) })
             }
         }
+    }
+}
+
+/// The client's address, as login throttling counts it: the peer's, or
+/// the one `X-Forwarded-For` names when the peer is a trusted proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl FromRequest for ClientAddress {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(state(req).map(|state| {
+            let forwarded_for = req
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|value| value.to_str().ok());
+            ClientAddress(client_address(
+                req.peer_addr().map(|peer| peer.ip()),
+                forwarded_for,
+                &state.trusted_proxies,
+            ))
+        }))
     }
 }

@@ -25,8 +25,9 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use diesel::{PgConnection, SqliteConnection};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::accounts::{self, AccountError, AccountRecord};
 use crate::auth::{django, refresh};
-use crate::db::{self, DbConnection, legacy_accounts, legacy_tokens, users};
+use crate::db::{self, DbConnection, legacy_accounts, legacy_tokens};
 use crate::domain::{Email, Role, Username};
 
 /// Where to import from, and how.
@@ -331,7 +332,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
     let mut report = Report::default();
     let now = db::now();
     // Django user id to tessera user id, for the keys.
-    let mut accounts: HashMap<&str, String> = HashMap::new();
+    let mut imported_ids: HashMap<&str, String> = HashMap::new();
     for row in &source.users {
         let what = format!("user {} (django id {})", row.username, row.id);
         let legacy_id = format!("django:{table}:{}", row.id);
@@ -339,7 +340,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
             match before.user_id {
                 // The same Django row under the same name: imported before.
                 Some(id) if before.username_lower == row.username.to_lowercase() => {
-                    accounts.insert(&row.id, id);
+                    imported_ids.insert(&row.id, id);
                     report.users_unchanged += 1;
                 }
                 Some(_) => report.users_skipped.push(Skipped {
@@ -356,7 +357,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
             }
             continue;
         }
-        let account = match check_user(conn, row)? {
+        let account = match check_user(row) {
             Ok(account) => account,
             Err(reason) => {
                 report.users_skipped.push(Skipped { what, reason });
@@ -365,38 +366,43 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
         };
         // A password in a format tessera does not verify is kept, marked
         // unusable: it never matches, whatever it is.
-        let password_hash = if django::is_django_hash(&row.password) {
-            row.password.clone()
+        let (password_hash, unusable) = if django::is_django_hash(&row.password) {
+            (row.password.clone(), None)
         } else {
             let format = row.password.split('$').next().unwrap_or_default();
-            report.unusable_formats.push(Skipped {
+            let warning = Skipped {
                 what: what.clone(),
                 reason: format!(
                     "imported, but its `{format}` password hash is not one tessera verifies \
                      and can never match; an admin must set a new password \
                      (PUT /users/{{id}}/password)"
                 ),
-            });
-            format!("!{}", row.password)
+            };
+            (format!("!{}", row.password), Some(warning))
         };
-        let id = uuid::Uuid::new_v4().to_string();
+        let record = AccountRecord {
+            username: &account.username,
+            email: account.email.as_ref(),
+            password_hash: &password_hash,
+            role: account.role,
+            created_at: account.created_at,
+            is_active: row.is_active != 0,
+        };
+        let id = match accounts::insert(conn, &record) {
+            Ok(user) => user.id,
+            Err(AccountError::Taken(taken)) => {
+                let reason = if taken.username {
+                    format!("username `{}` is already taken in tessera", row.username)
+                } else {
+                    format!("email `{}` is already taken in tessera", row.email)
+                };
+                report.users_skipped.push(Skipped { what, reason });
+                continue;
+            }
+            Err(error) => return Err(Outcome::Failed(error.to_string())),
+        };
+        report.unusable_formats.extend(unusable);
         let username_lower = account.username.canonical();
-        users::insert(
-            conn,
-            &users::NewUser {
-                id: &id,
-                username: account.username.as_str(),
-                username_lower: &username_lower,
-                email: account.email.as_ref().map_or("", Email::as_str),
-                email_lower: account.email.as_ref().map(Email::canonical).as_deref(),
-                password_hash: &password_hash,
-                role: account.role.as_str(),
-                tokens_valid_after: now,
-                created_at: account.created_at,
-                updated_at: now,
-                is_active: row.is_active != 0,
-            },
-        )?;
         legacy_accounts::insert(
             conn,
             &legacy_accounts::NewLegacyAccount {
@@ -406,7 +412,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
                 imported_at: now,
             },
         )?;
-        accounts.insert(&row.id, id);
+        imported_ids.insert(&row.id, id);
         report.users_imported += 1;
     }
     let Some(tokens) = &source.tokens else {
@@ -416,7 +422,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
     for token in tokens {
         let prefix: String = token.key.chars().take(6).collect();
         let what = format!("key {prefix}... (django user {})", token.user_id);
-        let Some(user_id) = accounts.get(token.user_id.as_str()) else {
+        let Some(user_id) = imported_ids.get(token.user_id.as_str()) else {
             report.tokens_skipped.push(Skipped {
                 what,
                 reason: "its user was not imported".to_owned(),
@@ -457,41 +463,22 @@ struct Account {
 }
 
 /// The account to create for `row`, or why it cannot be.
-fn check_user(conn: &mut DbConnection, row: &DjangoUser) -> QueryResult<Result<Account, String>> {
+fn check_user(row: &DjangoUser) -> Result<Account, String> {
     let username = match Username::parse(&row.username) {
         Ok(username) => username,
-        Err(problem) => return Ok(Err(format!("invalid username: {problem}"))),
+        Err(problem) => return Err(format!("invalid username: {problem}")),
     };
     let email = match row.email.trim() {
         "" => None,
         raw => match Email::parse(raw) {
             Ok(email) => Some(email),
-            Err(problem) => return Ok(Err(format!("invalid email `{raw}`: {problem}"))),
+            Err(problem) => return Err(format!("invalid email `{raw}`: {problem}")),
         },
     };
     let Some(created_at) = parse_timestamp(&row.date_joined) else {
-        return Ok(Err(format!("unreadable date_joined `{}`", row.date_joined)));
+        return Err(format!("unreadable date_joined `{}`", row.date_joined));
     };
-    let email_lower = email.as_ref().map(Email::canonical);
-    let taken = users::taken(
-        conn,
-        Some(&username.canonical()),
-        email_lower.as_deref(),
-        None,
-    )?;
-    if taken.username {
-        return Ok(Err(format!(
-            "username `{}` is already taken in tessera",
-            row.username
-        )));
-    }
-    if taken.email {
-        return Ok(Err(format!(
-            "email `{}` is already taken in tessera",
-            row.email
-        )));
-    }
-    Ok(Ok(Account {
+    Ok(Account {
         username,
         email,
         role: if row.is_superuser != 0 {
@@ -500,7 +487,7 @@ fn check_user(conn: &mut DbConnection, row: &DjangoUser) -> QueryResult<Result<A
             Role::User
         },
         created_at,
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,583 @@
+//! Sessions: the use cases that issue, rotate and revoke tokens. Login,
+//! legacy-key exchange, refresh, logout, log out everywhere, the revocation
+//! check of the logout-sensitive routes, and introspection.
+//!
+//! Nothing here knows about HTTP: callers pass domain values (an
+//! identifier, a password, the client address already worked out) and get
+//! a [`TokenPair`] or an error enum of this module; `crate::error` maps
+//! those to problem responses.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::Connection;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::auth::password::{HashError, PasswordHasher};
+use crate::auth::throttle::AddressThrottle;
+use crate::auth::tokens::{Claims, KeyRing, new_token_id};
+use crate::auth::{django, refresh};
+use crate::db::{
+    self, Database, DbConnection, StoreError, legacy_tokens, login_failures, refresh_tokens,
+    revocations, users,
+};
+use crate::domain::Role;
+use crate::metrics::Metrics;
+use crate::store_errors;
+
+/// Rows deleted per statement when pruning, so a large backlog never holds a
+/// long lock.
+const PRUNE_BATCH: i64 = 1000;
+
+/// A freshly issued access token and refresh token.
+pub struct TokenPair {
+    pub access_token: String,
+    /// The access token's lifetime in seconds.
+    pub expires_in: i64,
+    pub refresh_token: SecretString,
+    /// The refresh token's lifetime in seconds.
+    pub refresh_expires_in: i64,
+}
+
+/// Why a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Too many failures of this account or from this address; retry after.
+    #[error("throttled for {0:?}")]
+    Throttled(Duration),
+    /// Unknown user, wrong password or disabled account: indistinguishable.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Hashing(#[from] HashError),
+    #[error("cannot sign the access token: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Why a legacy-key exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// `auth.legacy_exchange_until` has passed.
+    #[error("legacy token exchange has closed")]
+    Closed,
+    #[error("throttled for {0:?}")]
+    Throttled(Duration),
+    /// Unknown, retired, malformed, or of a disabled account.
+    #[error("invalid legacy key")]
+    InvalidKey,
+    #[error("cannot sign the access token: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Unknown, expired, revoked or reused (the family is now revoked).
+    #[error("invalid refresh token")]
+    InvalidToken,
+    #[error("cannot sign the access token: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Why a verified access token is refused on a logout-sensitive route.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error("the token's user no longer exists")]
+    UserGone,
+    /// Logged out, or issued before the user's "tokens valid after" time.
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+store_errors!(LoginError, ExchangeError, RefreshError, AccessError);
+
+/// What introspection found a token to be.
+pub enum TokenStatus {
+    /// A valid, unrevoked access token.
+    Access(Claims),
+    /// A current (not rotated, not expired) refresh token.
+    Refresh {
+        user_id: String,
+        /// Unix seconds.
+        expires_at: i64,
+        /// Unix seconds.
+        issued_at: i64,
+    },
+    /// Invalid, expired or revoked, whatever it was.
+    Inactive,
+}
+
+/// The login throttling settings and the per-address counters.
+pub struct LoginThrottle {
+    pub addresses: AddressThrottle,
+    pub account_max_failures: i32,
+    pub window: TimeDelta,
+}
+
+/// Lifetimes and the legacy cut-over.
+pub struct SessionPolicy {
+    pub refresh_ttl: TimeDelta,
+    pub refresh_reuse_grace: TimeDelta,
+    /// `auth.legacy_exchange_until`: when legacy DRF keys stop working.
+    pub legacy_exchange_until: Option<DateTime<Utc>>,
+}
+
+/// The session use cases, over the database, the key ring and the hasher.
+pub struct Sessions {
+    db: Database,
+    keys: Arc<KeyRing>,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    metrics: Arc<Metrics>,
+    policy: SessionPolicy,
+}
+
+/// A session opened in the database: the user as of that moment and the
+/// `jti` stamped while their row was locked.
+pub struct OpenedSession {
+    user: users::User,
+    jti: uuid::Uuid,
+}
+
+impl Sessions {
+    pub fn new(
+        db: Database,
+        keys: Arc<KeyRing>,
+        hasher: PasswordHasher,
+        throttle: LoginThrottle,
+        metrics: Arc<Metrics>,
+        policy: SessionPolicy,
+    ) -> Self {
+        Self {
+            db,
+            keys,
+            hasher,
+            throttle,
+            metrics,
+            policy,
+        }
+    }
+
+    /// Log in with a username (or email) and password.
+    ///
+    /// Throttled attempts (per client address, in memory; per account, in
+    /// the database) are refused before any password work. Unknown users
+    /// cost the same hash as wrong passwords and get the same answer; so do
+    /// disabled accounts.
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: SecretString,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, LoginError> {
+        self.check_address(client)
+            .map_err(LoginError::Throttled)
+            .inspect_err(|_| self.metrics.login("throttled"))?;
+        let identifier = identifier.trim().to_lowercase();
+        let (max_failures, window) = (self.throttle.account_max_failures, self.throttle.window);
+        let (user, account, throttled_until) = db::run(&self.db, move |conn| {
+            let user = if identifier.is_empty() {
+                None
+            } else {
+                users::find_by_login(conn, &identifier)?
+            };
+            let account = throttle_account(user.as_ref(), &identifier);
+            let until =
+                login_failures::throttled_until(conn, &account, db::now(), max_failures, window)?;
+            Ok::<_, LoginError>((user, account, until))
+        })
+        .await?;
+        if let Some(until) = throttled_until {
+            self.metrics.login("throttled");
+            self.metrics.throttled("account");
+            return Err(LoginError::Throttled(
+                (until - db::now()).to_std().unwrap_or_default(),
+            ));
+        }
+        let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
+        let rehash_input = SecretString::from(password.expose_secret().to_owned());
+        let outcome = self.hasher.verify(password, stored_hash).await?;
+        let user = match user {
+            Some(user) if outcome.matches && user.is_active => user,
+            _ => {
+                self.record_address_failure(client);
+                db::run(&self.db, move |conn| {
+                    login_failures::record_failure(conn, &account, db::now(), window)
+                        .map_err(LoginError::from)
+                })
+                .await?;
+                self.metrics.login("invalid_credentials");
+                return Err(LoginError::InvalidCredentials);
+            }
+        };
+        // A hash made with an outdated cost is replaced now that the password
+        // is known; failing to make one only postpones the upgrade.
+        let upgraded_hash = if outcome.needs_rehash {
+            self.hasher
+                .hash(rehash_input)
+                .await
+                .inspect_err(|error| tracing::warn!(%error, "could not upgrade a password hash"))
+                .ok()
+        } else {
+            None
+        };
+        let legacy_format = upgraded_hash
+            .as_ref()
+            .and_then(|_| django::algorithm(&user.password_hash));
+        let (refresh_token, refresh_hash) = refresh::generate();
+        let ttl = self.policy.refresh_ttl;
+        let session = db::run(&self.db, move |conn| {
+            conn.transaction(|conn| {
+                // The password checked above must still be the user's: a
+                // password change that committed meanwhile wins, and this
+                // login fails.
+                if !users::lock_if_password_is(conn, &user.id, &user.password_hash)? {
+                    return Ok(None);
+                }
+                if let Some(new_hash) = &upgraded_hash {
+                    let changes = users::UserChanges {
+                        password_hash: Some(new_hash),
+                        ..Default::default()
+                    };
+                    users::update(conn, &user.id, &changes)?;
+                    tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost");
+                }
+                login_failures::reset(conn, &account)?;
+                start_session(conn, &user.id, &refresh_hash, ttl)
+            })
+            .map_err(LoginError::from)
+        })
+        .await?
+        .ok_or(LoginError::InvalidCredentials)?;
+        if let Some(format) = legacy_format {
+            self.metrics.legacy_hash_upgraded(format);
+        }
+        self.metrics.login("success");
+        self.token_pair(session, refresh_token)
+            .map_err(LoginError::Signing)
+    }
+
+    /// Exchanges a legacy DRF key for a token pair, once: the key is retired
+    /// by its first exchange. Failures count towards the address throttle.
+    pub async fn exchange(
+        &self,
+        key: SecretString,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, ExchangeError> {
+        if self
+            .policy
+            .legacy_exchange_until
+            .is_some_and(|until| Utc::now() >= until)
+        {
+            self.metrics.legacy_exchange("closed");
+            return Err(ExchangeError::Closed);
+        }
+        self.check_address(client)
+            .map_err(ExchangeError::Throttled)?;
+        let key_hash =
+            django::is_drf_key(key.expose_secret()).then(|| refresh::hash(key.expose_secret()));
+        let (refresh_token, refresh_hash) = refresh::generate();
+        let ttl = self.policy.refresh_ttl;
+        let session = match key_hash {
+            None => None,
+            Some(key_hash) => {
+                db::run(&self.db, move |conn| {
+                    let exchanged = conn.transaction(|conn| {
+                        // Retire first (the write claims the key), then lock
+                        // the owner's row as a login or a password change does.
+                        let Some(user_id) = legacy_tokens::retire(conn, &key_hash, db::now())?
+                        else {
+                            return Ok(None);
+                        };
+                        if !users::lock(conn, &user_id)? {
+                            return Ok(None);
+                        }
+                        // A disabled account gets no session; its key is left
+                        // as it was.
+                        start_session(conn, &user_id, &refresh_hash, ttl)?
+                            .map(Some)
+                            .ok_or(diesel::result::Error::RollbackTransaction)
+                    });
+                    match exchanged {
+                        Err(diesel::result::Error::RollbackTransaction) => Ok(None),
+                        other => other.map_err(ExchangeError::from),
+                    }
+                })
+                .await?
+            }
+        };
+        let Some(session) = session else {
+            self.record_address_failure(client);
+            self.metrics.legacy_exchange("invalid");
+            return Err(ExchangeError::InvalidKey);
+        };
+        tracing::info!(user_id = %session.user.id, "legacy DRF token exchanged and retired");
+        self.metrics.legacy_exchange("exchanged");
+        self.token_pair(session, refresh_token)
+            .map_err(ExchangeError::Signing)
+    }
+
+    /// Rotates a refresh token into a new pair. Presenting an already
+    /// rotated token (reuse) revokes its whole family.
+    pub async fn refresh(&self, presented: SecretString) -> Result<TokenPair, RefreshError> {
+        let presented_hash = refresh::hash(presented.expose_secret());
+        let (successor, successor_hash) = refresh::generate();
+        let (ttl, grace) = (self.policy.refresh_ttl, self.policy.refresh_reuse_grace);
+        let (session, outcome) = db::run(&self.db, move |conn| {
+            let rotation = refresh_tokens::rotate(
+                conn,
+                &presented_hash,
+                &successor_hash,
+                db::now(),
+                ttl,
+                grace,
+                open_session,
+            )?;
+            Ok::<_, RefreshError>(match rotation {
+                refresh_tokens::Rotation::Rotated { session, .. } => (session, "rotated"),
+                refresh_tokens::Rotation::ReuseDetected { user_id } => {
+                    tracing::warn!(%user_id, "refresh token reuse detected: family revoked");
+                    (None, "reuse_detected")
+                }
+                refresh_tokens::Rotation::Invalid => (None, "invalid"),
+            })
+        })
+        .await?;
+        self.metrics.refresh(outcome);
+        let session = session.ok_or(RefreshError::InvalidToken)?;
+        self.token_pair(session, successor)
+            .map_err(RefreshError::Signing)
+    }
+
+    /// Revokes this access token and, if given, the family of a refresh
+    /// token of the same user.
+    pub async fn logout(
+        &self,
+        claims: Claims,
+        refresh_token: Option<SecretString>,
+    ) -> Result<(), StoreError> {
+        let refresh_hash = refresh_token.map(|token| refresh::hash(token.expose_secret()));
+        let keep_until = self.keys.verifiable_until(&claims).naive_utc();
+        db::run(&self.db, move |conn| {
+            revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
+            if let Some(hash) = refresh_hash {
+                refresh_tokens::revoke_family_of(conn, &hash, &claims.sub)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Log out everywhere: every token of the user issued before now stops
+    /// working on the logout-sensitive routes, the caller's own included.
+    pub async fn logout_all(&self, claims: Claims) -> Result<(), StoreError> {
+        let keep_until = self.keys.verifiable_until(&claims).naive_utc();
+        db::run(&self.db, move |conn| {
+            conn.transaction(|conn| revoke_all_tokens(conn, &claims.sub))?;
+            // The caller's own token too, even if issued within the same millisecond.
+            revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The revocation check of the logout-sensitive routes: the token's
+    /// user, fresh from the database, unless the token was revoked.
+    pub async fn authorize(&self, claims: Claims) -> Result<users::User, AccessError> {
+        db::run(&self.db, move |conn| check_not_revoked(conn, &claims)).await
+    }
+
+    /// Whether `token` is an active access token or refresh token.
+    pub async fn introspect(&self, token: &str) -> Result<TokenStatus, StoreError> {
+        let verified = self.keys.verify(token).ok();
+        let refresh_hash = refresh::hash(token);
+        db::run(&self.db, move |conn| {
+            if let Some(claims) = verified {
+                return match check_not_revoked(conn, &claims) {
+                    Ok(_) => Ok(TokenStatus::Access(claims)),
+                    Err(AccessError::Store(error)) => Err(error),
+                    Err(AccessError::UserGone | AccessError::Revoked) => Ok(TokenStatus::Inactive),
+                };
+            }
+            let now = db::now();
+            Ok(match refresh_tokens::find(conn, &refresh_hash)? {
+                Some(row) if row.rotated_at.is_none() && row.expires_at > now => {
+                    TokenStatus::Refresh {
+                        user_id: row.user_id,
+                        expires_at: row.expires_at.and_utc().timestamp(),
+                        issued_at: row.created_at.and_utc().timestamp(),
+                    }
+                }
+                _ => TokenStatus::Inactive,
+            })
+        })
+        .await
+    }
+
+    /// Deletes expired refresh tokens, revocation rows and ended throttling
+    /// windows, in batches; returns how many rows went.
+    pub async fn prune_expired(&self) -> Result<usize, StoreError> {
+        self.throttle.addresses.prune(Instant::now());
+        let window = self.throttle.window;
+        db::run(&self.db, move |conn| {
+            let now = db::now();
+            let mut pruned = 0;
+            let pruners: [(Pruner, chrono::NaiveDateTime); 3] = [
+                (refresh_tokens::prune_expired, now),
+                (revocations::prune_expired, now),
+                (login_failures::prune_before, now - window),
+            ];
+            for (prune, cutoff) in pruners {
+                loop {
+                    let deleted = prune(conn, cutoff, PRUNE_BATCH)?;
+                    pruned += deleted;
+                    if deleted < PRUNE_BATCH as usize {
+                        break;
+                    }
+                }
+            }
+            Ok(pruned)
+        })
+        .await
+    }
+
+    /// How long `client` must wait, if that address is throttled: checked
+    /// before any password or key work.
+    fn check_address(&self, client: Option<IpAddr>) -> Result<(), Duration> {
+        let wait = client.and_then(|ip| self.throttle.addresses.retry_after(ip, Instant::now()));
+        match wait {
+            Some(wait) => {
+                self.metrics.throttled("address");
+                Err(wait)
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn record_address_failure(&self, client: Option<IpAddr>) {
+        if let Some(ip) = client {
+            self.throttle.addresses.record_failure(ip, Instant::now());
+        }
+    }
+
+    /// Signs the session's access token and pairs it with the refresh token.
+    fn token_pair(
+        &self,
+        session: OpenedSession,
+        refresh_token: SecretString,
+    ) -> Result<TokenPair, String> {
+        let user = session.user;
+        let role = Role::parse(&user.role)?;
+        let (access_token, _) = self
+            .keys
+            .sign_access_token(session.jti, &user.id, &user.username, role)
+            .map_err(|error| error.to_string())?;
+        self.metrics.token_pair_issued();
+        Ok(TokenPair {
+            access_token,
+            expires_in: self.keys.access_ttl_secs(),
+            refresh_token,
+            refresh_expires_in: self.policy.refresh_ttl.num_seconds(),
+        })
+    }
+}
+
+/// Deletes up to a batch of rows older than a cutoff; returns how many went.
+type Pruner = fn(&mut DbConnection, chrono::NaiveDateTime, i64) -> diesel::QueryResult<usize>;
+
+/// The throttling key of a login attempt: the user, whichever identifier
+/// named them, or the identifier itself when no user matches, so unknown
+/// names are throttled exactly like real ones.
+fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
+    match user {
+        Some(user) => format!("user:{}", user.id),
+        None => format!("name:{identifier}"),
+    }
+}
+
+/// Reads the user and stamps the access token's `jti`, inside the
+/// transaction that holds the user's row lock. A disabled account gets no
+/// session.
+fn open_session(
+    conn: &mut DbConnection,
+    user_id: &str,
+) -> diesel::QueryResult<Option<OpenedSession>> {
+    Ok(users::find(conn, user_id)?
+        .filter(|user| user.is_active)
+        .map(|user| OpenedSession {
+            user,
+            jti: new_token_id(),
+        }))
+}
+
+/// Stores the first refresh token of a new family and opens the session;
+/// for a login or a legacy-key exchange, inside its transaction.
+fn start_session(
+    conn: &mut DbConnection,
+    user_id: &str,
+    refresh_hash: &str,
+    ttl: TimeDelta,
+) -> diesel::QueryResult<Option<OpenedSession>> {
+    let now = db::now();
+    refresh_tokens::insert(
+        conn,
+        &refresh_tokens::NewRefreshToken {
+            token_hash: refresh_hash,
+            family_id: &uuid::Uuid::new_v4().to_string(),
+            user_id,
+            created_at: now,
+            expires_at: now + ttl,
+        },
+    )?;
+    open_session(conn, user_id)
+}
+
+/// Whether `claims` were revoked: the `jti` logged out, or issued before the
+/// user's "tokens valid after" time (log out everywhere, password change).
+pub fn check_not_revoked(
+    conn: &mut DbConnection,
+    claims: &Claims,
+) -> Result<users::User, AccessError> {
+    let user = users::find(conn, &claims.sub)?.ok_or(AccessError::UserGone)?;
+    let valid_after = DateTime::<Utc>::from_naive_utc_and_offset(user.tokens_valid_after, Utc);
+    if claims.issued_at() < valid_after || revocations::is_revoked(conn, &claims.jti)? {
+        return Err(AccessError::Revoked);
+    }
+    Ok(user)
+}
+
+/// Makes every token of `user_id` issued before now fail on logout-sensitive
+/// routes, deletes all their refresh tokens and retires their legacy DRF
+/// keys. Run it inside the caller's transaction.
+pub fn revoke_all_tokens(conn: &mut DbConnection, user_id: &str) -> diesel::QueryResult<()> {
+    // Truncated to the millisecond, the precision of `Claims::issued_at`: a
+    // token issued after this call, even within the same millisecond, must
+    // not look older than it.
+    let now = {
+        use chrono::DurationRound;
+        let now = db::now();
+        now.duration_trunc(TimeDelta::milliseconds(1))
+            .unwrap_or(now)
+    };
+    users::update(
+        conn,
+        user_id,
+        &users::UserChanges {
+            tokens_valid_after: Some(now),
+            ..Default::default()
+        },
+    )?;
+    refresh_tokens::revoke_all_for_user(conn, user_id)?;
+    legacy_tokens::retire_all_for_user(conn, user_id, now)?;
+    Ok(())
+}

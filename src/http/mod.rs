@@ -1,0 +1,6 @@
+//! The HTTP edge's plumbing, shared by every route module: body extractors
+//! that answer in problem+json, the bearer and client-address extractors.
+//! Handlers live in the route modules; nothing here is a handler.
+
+pub mod body;
+pub mod extract;
