@@ -18,6 +18,7 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, ErrorCode, FieldErrors};
@@ -273,9 +274,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrFormBody<T> {
 }
 
 /// Parses a JSON body strictly, mapping serde's errors to problem details.
-/// Request bodies are JSON objects: serde would also read a struct from an
-/// array of its fields in order, which no client means to send.
+///
+/// Syntax first, then shape: the whole body is checked to be well-formed
+/// JSON (UTF-8 included) before it is read into `T`, so a truncated body is
+/// a 400 even when the part before the break names an unknown field, which
+/// reading into `T` alone would report first (422). Request bodies are JSON
+/// objects: serde would also read a struct from an array of its fields in
+/// order, which no client means to send.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    check_json_syntax(bytes)?;
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return Err(ApiError::validation(FieldErrors::from([(
             NON_FIELD_ERRORS.to_owned(),
@@ -283,33 +290,50 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         )])));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => field_error(&path, &inner.to_string()),
-            serde_json::error::Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
-                ApiError::new(
-                    ErrorCode::ParseError,
-                    "The request body is empty; a JSON object is expected.",
-                )
-            }
-            _ => ApiError::new(
-                ErrorCode::ParseError,
-                format!(
-                    "The request body is not valid JSON: {}.",
-                    strip_position(&inner.to_string())
-                ),
-            ),
+            _ => syntax_error(&inner),
         }
+    })
+}
+
+/// 400 unless `bytes` is one well-formed JSON value in UTF-8, with nothing
+/// but whitespace after it.
+fn check_json_syntax(bytes: &[u8]) -> Result<(), ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(
+            ErrorCode::ParseError,
+            "The request body is empty; a JSON object is expected.",
+        ));
+    }
+    // serde_json does not check the UTF-8 of strings it skips.
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        ApiError::new(
+            ErrorCode::ParseError,
+            "The request body is not valid JSON: it is not UTF-8.",
+        )
     })?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    serde::de::IgnoredAny::deserialize(&mut deserializer).map_err(|error| syntax_error(&error))?;
     deserializer.end().map_err(|_| {
         ApiError::new(
             ErrorCode::ParseError,
             "The request body is not valid JSON: trailing characters after the object.",
         )
-    })?;
-    Ok(value)
+    })
+}
+
+fn syntax_error(error: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        ErrorCode::ParseError,
+        format!(
+            "The request body is not valid JSON: {}.",
+            strip_position(&error.to_string())
+        ),
+    )
 }
 
 /// Parses an urlencoded form with the same error mapping.
@@ -394,6 +418,18 @@ mod tests {
     fn a_well_formed_body_parses() {
         let login: Login = parse_json(br#"{"username":"a","password":"b"}"#).unwrap();
         assert_eq!(login.username, "a");
+    }
+
+    #[test]
+    fn a_syntax_error_after_an_unknown_field_is_a_parse_error() {
+        for body in [
+            &br#"{"admin": true, "username": "#[..],
+            br#"{"admin": }"#,
+            br#"{"admin": 1,}"#,
+            b"{\"admin\": \"\xff\"}",
+        ] {
+            assert_eq!(code_of(parse_json::<Login>(body)), ErrorCode::ParseError);
+        }
     }
 
     #[test]

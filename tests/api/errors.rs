@@ -10,6 +10,7 @@ use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app};
 
 backend_tests!(
     malformed_json_is_a_parse_error,
+    malformed_json_is_a_parse_error_on_every_json_route_before_any_field_check,
     an_empty_body_is_a_parse_error,
     a_json_array_body_is_a_validation_error,
     a_mistyped_field_is_a_validation_error_that_does_not_echo_the_value,
@@ -90,6 +91,60 @@ async fn malformed_json_is_a_parse_error(backend: Backend) {
     )
     .await;
     assert_problem(response, 400, "parse_error").await;
+}
+
+/// Syntax first, then shape: a body that is not well-formed JSON is 400
+/// `parse_error` on every route that reads JSON, even when the part before
+/// the syntax error names a field the route does not know.
+async fn malformed_json_is_a_parse_error_on_every_json_route_before_any_field_check(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let user = app.user("alice").await;
+    let token = user.tokens.access.as_str();
+    let routes = [
+        (Method::POST, "/users".to_owned(), None),
+        (Method::POST, "/auth/login".to_owned(), None),
+        (Method::POST, "/auth/exchange".to_owned(), None),
+        (Method::POST, "/auth/refresh".to_owned(), None),
+        (Method::POST, "/auth/logout".to_owned(), Some(token)),
+        (Method::POST, "/auth/introspect".to_owned(), Some(token)),
+        (Method::PATCH, format!("/users/{}", user.id), Some(token)),
+        (
+            Method::PUT,
+            format!("/users/{}/password", user.id),
+            Some(token),
+        ),
+    ];
+    let malformed: [(&str, &[u8]); 5] = [
+        ("truncated", br#"{"username": "#),
+        (
+            "truncated after an unknown field",
+            br#"{"no_such_field": "x", "#,
+        ),
+        ("a missing value", br#"{"no_such_field": }"#),
+        ("a trailing comma", br#"{"no_such_field": 1,}"#),
+        ("invalid UTF-8", b"{\"no_such_field\": \"\xff\xfe\"}"),
+    ];
+    for (method, path, bearer) in &routes {
+        for (what, body) in malformed {
+            let mut request = app
+                .client
+                .request(method.clone(), app.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_vec());
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status(), 400, "{method} {path} with {what}");
+            let problem: Value = response.json().await.expect("problem body");
+            assert_eq!(
+                problem["code"], "parse_error",
+                "{method} {path} with {what}"
+            );
+        }
+    }
 }
 
 async fn an_empty_body_is_a_parse_error(backend: Backend) {
