@@ -235,9 +235,19 @@ pub fn generate_key_pair(algorithm: Algorithm) -> Result<(String, String), Strin
             Ok((private.to_string(), public))
         }
         Algorithm::EdDSA => {
-            use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+            use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey, KeypairBytes};
             let key = ed25519_dalek::SigningKey::generate(&mut OsRng);
-            let private = key.to_pkcs8_pem(line_ending).map_err(|e| e.to_string())?;
+            // RFC 8410 §7's PKCS#8 v1 form, without the optional public key:
+            // `SigningKey::to_pkcs8_pem` writes v2 (OneAsymmetricKey with the
+            // public key), which OpenSSL 3.0 and Python's `cryptography`
+            // refuse. Both forms are read.
+            let keypair = KeypairBytes {
+                secret_key: key.to_bytes(),
+                public_key: None,
+            };
+            let private = keypair
+                .to_pkcs8_pem(line_ending)
+                .map_err(|e| e.to_string())?;
             let public = key
                 .verifying_key()
                 .to_public_key_pem(line_ending)
@@ -262,6 +272,23 @@ mod tests {
             assert_eq!(from_private, from_public, "{algorithm}");
             assert!(from_public.decoding_key().is_ok());
         }
+    }
+
+    #[test]
+    fn a_generated_ed25519_key_is_pkcs8_v1_without_the_public_key() {
+        use ed25519_dalek::pkcs8::{DecodePrivateKey, KeypairBytes};
+        let (private, _) = generate_key_pair(Algorithm::EdDSA).unwrap();
+        let decoded = KeypairBytes::from_pkcs8_pem(&private).unwrap();
+        assert!(decoded.public_key.is_none(), "a v2 key: {private}");
+    }
+
+    #[test]
+    fn an_ed25519_key_in_pkcs8_v2_form_still_loads() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let v2 = key.to_pkcs8_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        let (_, public) = load_private_key(Algorithm::EdDSA, &v2).unwrap();
+        assert_eq!(public, ed_jwk(&key.verifying_key()));
     }
 
     #[test]
