@@ -11,7 +11,7 @@ use diesel::Connection;
 use secrecy::SecretString;
 
 use crate::auth::password::{HashError, PasswordHasher};
-use crate::auth::sessions::revoke_all_tokens;
+use crate::auth::sessions::{revoke_access_tokens, revoke_all_tokens};
 use crate::db::users::{self, Taken, User};
 use crate::db::{self, Database, DbConnection, StoreError};
 use crate::domain::{Email, Password, Role, Username};
@@ -54,19 +54,26 @@ pub struct AccountRecord<'a> {
     pub role: Role,
     pub created_at: NaiveDateTime,
     pub is_active: bool,
+    /// Imported addresses are trusted; new ones wait for confirmation.
+    pub email_verified: bool,
 }
 
-/// The fields of a profile change; `None` keeps a field as it is.
+/// The fields of a profile change; `None` keeps a field as it is. `role`
+/// and `is_active` are an admin's to change (the caller checks that).
 #[derive(Default)]
 pub struct ProfileChanges {
     pub username: Option<Username>,
     pub email: Option<Email>,
     pub role: Option<Role>,
+    pub is_active: Option<bool>,
 }
 
 impl ProfileChanges {
     fn is_empty(&self) -> bool {
-        self.username.is_none() && self.email.is_none() && self.role.is_none()
+        self.username.is_none()
+            && self.email.is_none()
+            && self.role.is_none()
+            && self.is_active.is_none()
     }
 }
 
@@ -103,6 +110,7 @@ impl Accounts {
                     role: account.role,
                     created_at: db::now(),
                     is_active: true,
+                    email_verified: false,
                 },
             )
         })
@@ -118,36 +126,25 @@ impl Accounts {
         db::run(&self.db, move |conn| Ok(users::list(conn, limit, offset)?)).await
     }
 
-    /// Changes username, email and role; returns the user as changed.
+    /// Changes username, email, role and whether the account is active;
+    /// returns the user as changed. Disabling revokes every token of the
+    /// user at once; a role change stops their earlier access tokens on the
+    /// logout-sensitive routes (the next refresh carries the new role).
     pub async fn update_profile(
         &self,
         id: String,
         changes: ProfileChanges,
     ) -> Result<User, AccountError> {
         db::run(&self.db, move |conn| {
-            if changes.is_empty() {
-                return users::find(conn, &id)?.ok_or(AccountError::NotFound);
-            }
-            let username_lower = changes.username.as_ref().map(Username::canonical);
-            let email_lower = changes.email.as_ref().map(Email::canonical);
-            let row = users::UserChanges {
-                username: changes.username.as_ref().map(Username::as_str),
-                username_lower: username_lower.as_deref(),
-                email: changes.email.as_ref().map(Email::as_str),
-                email_lower: email_lower.as_deref(),
-                role: changes.role.map(Role::as_str),
-                updated_at: Some(db::now()),
-                ..Default::default()
-            };
-            let unique = UniqueFields {
-                username_lower: username_lower.as_deref(),
-                email_lower: email_lower.as_deref(),
-                except_id: Some(&id),
-            };
-            if !unique.write(conn, |conn| users::update(conn, &id, &row))? {
-                return Err(AccountError::NotFound);
-            }
-            users::find(conn, &id)?.ok_or(AccountError::NotFound)
+            conn.transaction(|conn| apply_profile_changes(conn, &id, &changes))
+        })
+        .await
+    }
+
+    /// The user with this username (any case), for the CLI.
+    pub async fn find_by_username(&self, username: String) -> Result<Option<User>, StoreError> {
+        db::run(&self.db, move |conn| {
+            Ok(users::find_by_username(conn, &username.to_lowercase())?)
         })
         .await
     }
@@ -199,6 +196,49 @@ impl Accounts {
     }
 }
 
+fn apply_profile_changes(
+    conn: &mut DbConnection,
+    id: &str,
+    changes: &ProfileChanges,
+) -> Result<User, AccountError> {
+    let before = users::find(conn, id)?.ok_or(AccountError::NotFound)?;
+    if changes.is_empty() {
+        return Ok(before);
+    }
+    let username_lower = changes.username.as_ref().map(Username::canonical);
+    let email_lower = changes.email.as_ref().map(Email::canonical);
+    let row = users::UserChanges {
+        username: changes.username.as_ref().map(Username::as_str),
+        username_lower: username_lower.as_deref(),
+        email: changes.email.as_ref().map(Email::as_str),
+        email_lower: email_lower.as_deref(),
+        role: changes.role.map(Role::as_str),
+        is_active: changes.is_active,
+        updated_at: Some(db::now()),
+        ..Default::default()
+    };
+    let unique = UniqueFields {
+        username_lower: username_lower.as_deref(),
+        email_lower: email_lower.as_deref(),
+        except_id: Some(id),
+    };
+    if !unique.write(conn, |conn| users::update(conn, id, &row))? {
+        return Err(AccountError::NotFound);
+    }
+    let disabled = before.is_active && changes.is_active == Some(false);
+    let role_changed = changes
+        .role
+        .is_some_and(|role| role.as_str() != before.role);
+    if disabled {
+        revoke_all_tokens(conn, id)?;
+        tracing::info!(user_id = %id, "account disabled: every token revoked");
+    } else if role_changed {
+        revoke_access_tokens(conn, id)?;
+        tracing::info!(user_id = %id, "role changed: earlier access tokens revoked");
+    }
+    users::find(conn, id)?.ok_or(AccountError::NotFound)
+}
+
 /// Stores a new user row unless its username or email is taken; the one
 /// way users are created.
 pub fn insert(conn: &mut DbConnection, record: &AccountRecord<'_>) -> Result<User, AccountError> {
@@ -218,6 +258,7 @@ pub fn insert(conn: &mut DbConnection, record: &AccountRecord<'_>) -> Result<Use
         created_at: record.created_at,
         updated_at: now,
         is_active: record.is_active,
+        email_verified: record.email_verified,
     };
     let unique = UniqueFields {
         username_lower: Some(&username_lower),

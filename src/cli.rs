@@ -1,4 +1,4 @@
-//! Subcommands: `serve` (the default), `migrate`, `user create`,
+//! Subcommands: `serve` (the default), `migrate`, `user create|disable|enable|set-role`,
 //! `keys generate`, `import django`, `healthcheck`.
 
 use std::io::BufRead;
@@ -6,7 +6,7 @@ use std::io::BufRead;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::accounts::{AccountError, Accounts, NewAccount};
+use crate::accounts::{AccountError, Accounts, NewAccount, ProfileChanges};
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::write_private_file;
@@ -98,6 +98,27 @@ pub enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Disable an account: its tokens are revoked at once, and it can no
+    /// longer log in, refresh or reset its password.
+    Disable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        username: String,
+    },
+    /// Change a user's role; their earlier access tokens stop working on
+    /// the logout-sensitive routes, and the next login or refresh carries
+    /// the new role.
+    SetRole {
+        #[arg(long)]
+        username: String,
+        /// `admin` or `user`.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 /// Runs a command; the error is one line for the operator.
@@ -122,6 +143,28 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     admin,
                 },
         } => create_user(settings, &username, &email, admin).await,
+        Command::User {
+            command: UserCommand::Disable { username },
+        } => {
+            govern_user(settings, &username, |changes| {
+                changes.is_active = Some(false)
+            })
+            .await
+        }
+        Command::User {
+            command: UserCommand::Enable { username },
+        } => {
+            govern_user(settings, &username, |changes| {
+                changes.is_active = Some(true)
+            })
+            .await
+        }
+        Command::User {
+            command: UserCommand::SetRole { username, role },
+        } => {
+            let role = Role::parse(&role).map_err(|e| format!("--role: {e}"))?;
+            govern_user(settings, &username, |changes| changes.role = Some(role)).await
+        }
         Command::Keys { .. } => Ok(()),
         Command::Import {
             source:
@@ -287,6 +330,41 @@ async fn create_user(
     eprintln!(
         "tessera: created {} user {} ({})",
         user.role, user.username, user.id
+    );
+    Ok(())
+}
+
+/// Applies an admin's change to the account named `username`, as
+/// `PATCH /users/{id}` does.
+async fn govern_user(
+    settings: Settings,
+    username: &str,
+    change: impl FnOnce(&mut ProfileChanges),
+) -> Result<(), String> {
+    let hasher = PasswordHasher::new(&settings.password, 1).map_err(|e| e.to_string())?;
+    let (db, _) = Database::open(&settings.database, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let accounts = Accounts::new(db, hasher);
+    let user = accounts
+        .find_by_username(username.to_owned())
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("--username: no user named `{username}`"))?;
+    let mut changes = ProfileChanges::default();
+    change(&mut changes);
+    let user = accounts
+        .update_profile(user.id, changes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let state = if user.is_active {
+        "an active"
+    } else {
+        "a disabled"
+    };
+    eprintln!(
+        "tessera: {} ({}) is now {state} {}",
+        user.username, user.id, user.role
     );
     Ok(())
 }

@@ -525,3 +525,86 @@ fn import_django_names_a_missing_user_table() {
         stderr(&output)
     );
 }
+
+/// `user create` for `name` in `dir`, expecting success.
+fn create_user(dir: &std::path::Path, name: &str) {
+    let email = format!("{name}@example.com");
+    let args = ["user", "create", "--username", name, "--email", &email];
+    let output = tessera(dir, &args, &[], "correct horse battery\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+#[test]
+fn user_disable_and_enable_switch_the_account() {
+    let dir = tempfile::tempdir().unwrap();
+    create_user(dir.path(), "alice");
+    let disabled = tessera(
+        dir.path(),
+        &["user", "disable", "--username", "Alice"],
+        &[],
+        "",
+    );
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    assert!(
+        stderr(&disabled).contains("now a disabled user"),
+        "{}",
+        stderr(&disabled)
+    );
+    let enabled = tessera(
+        dir.path(),
+        &["user", "enable", "--username", "alice"],
+        &[],
+        "",
+    );
+    assert!(enabled.status.success(), "{}", stderr(&enabled));
+    assert!(
+        stderr(&enabled).contains("now an active user"),
+        "{}",
+        stderr(&enabled)
+    );
+}
+
+#[test]
+fn user_set_role_makes_an_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    create_user(dir.path(), "alice");
+    let output = tessera(
+        dir.path(),
+        &["user", "set-role", "--username", "alice", "--role", "admin"],
+        &[],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("admin"), "{}", stderr(&output));
+}
+
+#[test]
+fn user_set_role_refuses_an_unknown_role() {
+    let dir = tempfile::tempdir().unwrap();
+    create_user(dir.path(), "alice");
+    let output = tessera(
+        dir.path(),
+        &["user", "set-role", "--username", "alice", "--role", "root"],
+        &[],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--role"), "{}", stderr(&output));
+}
+
+#[test]
+fn user_disable_names_an_unknown_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(
+        dir.path(),
+        &["user", "disable", "--username", "nobody"],
+        &[],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("--username"),
+        "{}",
+        stderr(&output)
+    );
+}

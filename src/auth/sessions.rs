@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -556,10 +556,13 @@ pub fn check_not_revoked(
     Ok(user)
 }
 
-/// Makes every token of `user_id` issued before now fail on logout-sensitive
-/// routes, deletes all their refresh tokens and retires their legacy DRF
-/// keys. Run it inside the caller's transaction.
-pub fn revoke_all_tokens(conn: &mut DbConnection, user_id: &str) -> diesel::QueryResult<()> {
+/// Makes every access token of `user_id` issued before now fail on
+/// logout-sensitive routes (a role change: the next refresh carries the new
+/// role, so refresh tokens stay).
+pub fn revoke_access_tokens(
+    conn: &mut DbConnection,
+    user_id: &str,
+) -> diesel::QueryResult<NaiveDateTime> {
     // Truncated to the millisecond, the precision of `Claims::issued_at`: a
     // token issued after this call, even within the same millisecond, must
     // not look older than it.
@@ -577,6 +580,14 @@ pub fn revoke_all_tokens(conn: &mut DbConnection, user_id: &str) -> diesel::Quer
             ..Default::default()
         },
     )?;
+    Ok(now)
+}
+
+/// Makes every token of `user_id` issued before now fail on logout-sensitive
+/// routes, deletes all their refresh tokens and retires their legacy DRF
+/// keys. Run it inside the caller's transaction.
+pub fn revoke_all_tokens(conn: &mut DbConnection, user_id: &str) -> diesel::QueryResult<()> {
+    let now = revoke_access_tokens(conn, user_id)?;
     refresh_tokens::revoke_all_for_user(conn, user_id)?;
     legacy_tokens::retire_all_for_user(conn, user_id, now)?;
     Ok(())

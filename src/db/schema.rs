@@ -27,6 +27,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    one_time_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        email -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     refresh_tokens (token_hash) {
         token_hash -> Text,
         family_id -> Text,
@@ -58,17 +69,21 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         is_active -> Bool,
+        email_verified -> Bool,
+        pending_email -> Nullable<Text>,
     }
 }
 
 diesel::joinable!(legacy_accounts -> users (user_id));
 diesel::joinable!(legacy_tokens -> users (user_id));
+diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     legacy_accounts,
     legacy_tokens,
     login_failures,
+    one_time_tokens,
     refresh_tokens,
     revoked_tokens,
     users,

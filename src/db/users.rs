@@ -22,9 +22,14 @@ pub struct User {
     pub tokens_valid_after: NaiveDateTime,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
-    /// False for an imported Django account with `is_active = false`: it
-    /// cannot log in, refresh or exchange a legacy key.
+    /// False for a disabled account (by an admin, or imported from Django
+    /// with `is_active = false`): it cannot log in, refresh, exchange a
+    /// legacy key or reset its password.
     pub is_active: bool,
+    /// The email was confirmed through a verification link (or imported).
+    pub email_verified: bool,
+    /// A new address the user asked for, until its confirmation link is used.
+    pub pending_email: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -52,6 +57,7 @@ pub struct NewUser<'a> {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub is_active: bool,
+    pub email_verified: bool,
 }
 
 /// Which of the unique fields are already taken by another user.
@@ -73,6 +79,18 @@ impl Taken {
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
     users::table
         .find(id)
+        .select(User::as_select())
+        .get_result(conn)
+        .optional()
+}
+
+/// By username, lower-cased.
+pub fn find_by_username(
+    conn: &mut DbConnection,
+    username_lower: &str,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::username_lower.eq(username_lower))
         .select(User::as_select())
         .get_result(conn)
         .optional()
@@ -160,6 +178,10 @@ pub struct UserChanges<'a> {
     pub password_hash: Option<&'a str>,
     pub tokens_valid_after: Option<NaiveDateTime>,
     pub updated_at: Option<NaiveDateTime>,
+    pub is_active: Option<bool>,
+    pub email_verified: Option<bool>,
+    /// `Some(None)` clears it.
+    pub pending_email: Option<Option<&'a str>>,
 }
 
 /// Applies `changes`; false when the user no longer exists.

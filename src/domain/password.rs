@@ -1,7 +1,20 @@
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
 use secrecy::{ExposeSecret, SecretString};
 
+/// Passwords too common to accept (NIST SP 800-63B §5.1.1.2: values from
+/// breach corpuses): the 8-to-128-character entries of zxcvbn's list of the
+/// 30,000 most common passwords (MIT licence), lower-cased, one a line.
+const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
+
+/// The list as a set, built on first use.
+static COMMON: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
+
 /// A new password as NIST SP 800-63B asks: 8 to 128 characters, any
-/// characters, no composition rules. Held as a secret: it never prints.
+/// characters, no composition rules, and not one of the most common
+/// passwords (compared case-insensitively). Held as a secret: it never prints.
 pub struct Password(SecretString);
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -19,6 +32,13 @@ impl Password {
             return Err(format!(
                 "Ensure this field has no more than {MAX_PASSWORD_CHARS} characters."
             ));
+        }
+        if COMMON.contains(raw.expose_secret().to_lowercase().as_str()) {
+            return Err(
+                "This password is too common: it is among the most used passwords, \
+                 which attackers try first. Choose a longer or less predictable one."
+                    .to_owned(),
+            );
         }
         Ok(Self(raw))
     }
@@ -44,7 +64,7 @@ mod tests {
 
     #[test]
     fn eight_to_128_characters_are_accepted() {
-        assert!(Password::parse(secret("12345678")).is_ok());
+        assert!(Password::parse(secret("k3v9-q2x")).is_ok());
         assert!(Password::parse(secret(&"x".repeat(128))).is_ok());
     }
 
@@ -59,6 +79,29 @@ mod tests {
     fn too_short_and_too_long_are_refused() {
         assert!(Password::parse(secret("1234567")).is_err());
         assert!(Password::parse(secret(&"x".repeat(129))).is_err());
+    }
+
+    #[test]
+    fn a_common_password_is_refused_in_any_case() {
+        for common in [
+            "12345678",
+            "password1",
+            "Password1",
+            "QWERTYUIOP",
+            "iloveyou",
+        ] {
+            let error = Password::parse(secret(common)).unwrap_err();
+            assert!(error.contains("too common"), "{common}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_common_list_is_lower_case_and_within_the_length_rules() {
+        assert!(COMMON.len() > 10_000);
+        for entry in COMMON.iter() {
+            assert_eq!(*entry, entry.to_lowercase());
+            assert!((MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&entry.chars().count()));
+        }
     }
 
     #[test]

@@ -387,6 +387,7 @@ fn write(conn: &mut DbConnection, source: &Source, table: &str) -> Result<Report
             role: account.role,
             created_at: account.created_at,
             is_active: row.is_active != 0,
+            email_verified: account.email.is_some(),
         };
         let id = match accounts::insert(conn, &record) {
             Ok(user) => user.id,

@@ -51,6 +51,15 @@ pub struct FullUser {
     /// RFC 3339, UTC.
     #[schema(format = DateTime)]
     updated_at: String,
+    /// False for a disabled account: it cannot log in, refresh or reset
+    /// its password, and its earlier tokens fail on logout-sensitive routes.
+    is_active: bool,
+    /// Whether the email has been confirmed through a verification link
+    /// (an address imported from Django counts as confirmed).
+    email_verified: bool,
+    /// A new address waiting for its confirmation link, or null.
+    #[schema(example = json!(null))]
+    pending_email: Option<String>,
 }
 
 /// A user as everyone else sees it.
@@ -83,6 +92,9 @@ impl UserView {
             role: user.role,
             created_at: rfc3339(user.created_at),
             updated_at: rfc3339(user.updated_at),
+            is_active: user.is_active,
+            email_verified: user.email_verified,
+            pending_email: user.pending_email,
         })
     }
 
@@ -369,13 +381,21 @@ pub struct UpdateUserRequest {
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = String, required = false, format = Email, min_length = 1, max_length = 254)]
     email: Option<String>,
-    /// Admins only.
+    /// Admins only. A change stops the user's earlier access tokens on the
+    /// logout-sensitive routes; the next login or refresh carries the new role.
     #[serde(default, deserialize_with = "not_null")]
     #[schema(value_type = RoleSchema, required = false)]
     role: Option<String>,
+    /// Admins only. `false` disables the account: its refresh tokens are
+    /// revoked at once and its earlier access tokens fail on the
+    /// logout-sensitive routes; `true` enables it again.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = bool, required = false)]
+    is_active: Option<bool>,
 }
 
-/// Update a user: username and email by oneself or an admin; role by admins.
+/// Update a user: username and email by oneself or an admin; role and
+/// `is_active` by admins.
 #[utoipa::path(
     patch,
     path = "/users/{id}",
@@ -388,7 +408,7 @@ pub struct UpdateUserRequest {
         (status = 200, description = "The user as changed.", body = FullUser),
         (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Another user's account without being admin, or a `role` change without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's account without being admin, or a `role` or `is_active` change without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The new username or email is taken, case-insensitively (`conflict`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
@@ -409,6 +429,11 @@ pub async fn update(
             "Only admins may change a role.",
         ));
     }
+    if body.is_active.is_some() && !caller.is_admin() {
+        return Err(ApiError::permission_denied(
+            "Only admins may disable or enable an account.",
+        ));
+    }
     let mut validator = Validator::default();
     let username = body
         .username
@@ -424,6 +449,7 @@ pub async fn update(
         username,
         email,
         role,
+        is_active: body.is_active,
     };
     let user = state.accounts.update_profile(id, changes).await?;
     Ok(HttpResponse::Ok().json(UserView::full(user)))

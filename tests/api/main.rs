@@ -6,6 +6,7 @@
 mod auth;
 mod django;
 mod errors;
+mod governance;
 mod helpers;
 mod keys;
 mod openapi;

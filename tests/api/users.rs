@@ -79,10 +79,15 @@ backend_tests!(
     admin_deleting_an_unknown_id_is_not_found,
 );
 
-const FULL_FIELDS: [&str; 6] = [
+/// The full user of the v1.1 contract: v1's fields, plus `is_active`,
+/// `email_verified` and `pending_email`.
+const FULL_FIELDS: [&str; 9] = [
     "created_at",
     "email",
+    "email_verified",
     "id",
+    "is_active",
+    "pending_email",
     "role",
     "updated_at",
     "username",
@@ -147,6 +152,7 @@ async fn insert_user(app: &TestApp, username: &str, role: Role) -> String {
         role,
         created_at: chrono::Utc::now().naive_utc(),
         is_active: true,
+        email_verified: false,
     };
     insert(&mut app.db_conn(), &account)
         .expect("insert account")
@@ -352,12 +358,12 @@ async fn registering_an_eight_character_password_is_accepted(backend: Backend) {
         .post_json(
             "/users",
             None,
-            &registration("alice", "alice@example.com", "12345678"),
+            &registration("alice", "alice@example.com", "k3v9-q2x"),
         )
         .await;
     assert_eq!(response.status(), 201);
     assert_eq!(
-        login_response(&app, "alice", "12345678").await.status(),
+        login_response(&app, "alice", "k3v9-q2x").await.status(),
         200
     );
 }
