@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use tessera::auth::keys::generate_key_pair;
 use tessera::auth::password::PasswordHasher;
 use tessera::auth::refresh;
-use tessera::auth::tokens::KeyRing;
+use tessera::auth::tokens::{KeyRing, TokenSubject};
 use tessera::domain::Role;
 use tessera::settings::{Algorithm, Settings};
 
@@ -43,10 +43,22 @@ fn tokens(c: &mut Criterion) {
     ] {
         let ring = ring(algorithm, dir.path());
         let (token, _) = ring
-            .issue_access_token("0b7c7f7e-0000-4000-8000-000000000000", "alice", Role::User)
+            .issue_access_token(TokenSubject {
+                user_id: "0b7c7f7e-0000-4000-8000-000000000000",
+                username: "alice",
+                role: Role::User,
+                email_verified: true,
+            })
             .expect("issue");
         c.bench_function(&format!("issue_access_token/{algorithm}"), |b| {
-            b.iter(|| ring.issue_access_token(black_box("0b7c7f7e"), "alice", Role::User))
+            b.iter(|| {
+                ring.issue_access_token(TokenSubject {
+                    user_id: black_box("0b7c7f7e"),
+                    username: "alice",
+                    role: Role::User,
+                    email_verified: true,
+                })
+            })
         });
         c.bench_function(&format!("verify_access_token/{algorithm}"), |b| {
             b.iter(|| ring.verify(black_box(&token)).expect("valid"))

@@ -6,15 +6,19 @@
 //! about HTTP. [`insert`] is the one way a user row is created, whether by
 //! registration, the CLI or the Django import.
 
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
 use diesel::Connection;
 use secrecy::SecretString;
 
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::sessions::{revoke_access_tokens, revoke_all_tokens};
+use crate::db::one_time_tokens::{self, Purpose};
 use crate::db::users::{self, Taken, User};
 use crate::db::{self, Database, DbConnection, StoreError};
 use crate::domain::{Email, Password, Role, Username};
+use crate::recovery::{Outbox, PendingMail};
 use crate::store_errors;
 
 /// Why an account operation failed.
@@ -43,6 +47,9 @@ pub struct NewAccount {
     pub email: Email,
     pub password: Password,
     pub role: Role,
+    /// False: a verification mail goes out. The CLI's operator vouches for
+    /// the address; registration does not.
+    pub email_verified: bool,
 }
 
 /// A user row to create, however the account came to be.
@@ -66,6 +73,9 @@ pub struct ProfileChanges {
     pub email: Option<Email>,
     pub role: Option<Role>,
     pub is_active: Option<bool>,
+    /// A new `email` waits for the new address to confirm it (the user's
+    /// own change); false applies it at once, unverified (an admin's).
+    pub confirm_email: bool,
 }
 
 impl ProfileChanges {
@@ -85,23 +95,30 @@ pub enum PasswordChange {
     ByAdmin,
 }
 
-/// The account use cases, over the database and the hasher.
+/// The account use cases, over the database, the hasher and the outbox.
 pub struct Accounts {
     db: Database,
     hasher: PasswordHasher,
+    outbox: Arc<Outbox>,
 }
 
 impl Accounts {
-    pub fn new(db: Database, hasher: PasswordHasher) -> Self {
-        Self { db, hasher }
+    pub fn new(db: Database, hasher: PasswordHasher, outbox: Arc<Outbox>) -> Self {
+        Self { db, hasher, outbox }
     }
 
     /// Hashes the password and stores the account unless its username or
-    /// email is taken.
+    /// email is taken; mails a verification link unless the address is
+    /// vouched for.
     pub async fn register(&self, account: NewAccount) -> Result<User, AccountError> {
         let password_hash = self.hasher.hash(account.password.into_secret()).await?;
-        db::run(&self.db, move |conn| {
-            insert(
+        let outbox = Arc::clone(&self.outbox);
+        // Not one transaction: the insert's uniqueness check reads before it
+        // writes, which SQLite cannot upgrade under concurrent writers. A
+        // verification token that fails to be stored is logged; the user
+        // can ask for another.
+        let (user, mail) = db::run(&self.db, move |conn| {
+            let user = insert(
                 conn,
                 &AccountRecord {
                     username: &account.username,
@@ -110,11 +127,25 @@ impl Accounts {
                     role: account.role,
                     created_at: db::now(),
                     is_active: true,
-                    email_verified: false,
+                    email_verified: account.email_verified,
                 },
-            )
+            )?;
+            let mail = if user.email_verified {
+                None
+            } else {
+                let address = user.email.clone();
+                outbox
+                    .issue(conn, &user, Purpose::VerifyEmail, &address)
+                    .inspect_err(|error| {
+                        tracing::error!(%error, "the verification token could not be stored");
+                    })
+                    .ok()
+            };
+            Ok::<_, AccountError>((user, mail))
         })
-        .await
+        .await?;
+        self.outbox.send(mail.into_iter().collect());
+        Ok(user)
     }
 
     pub async fn find(&self, id: String) -> Result<Option<User>, StoreError> {
@@ -135,10 +166,13 @@ impl Accounts {
         id: String,
         changes: ProfileChanges,
     ) -> Result<User, AccountError> {
-        db::run(&self.db, move |conn| {
-            conn.transaction(|conn| apply_profile_changes(conn, &id, &changes))
+        let outbox = Arc::clone(&self.outbox);
+        let (user, mails) = db::run(&self.db, move |conn| {
+            conn.transaction(|conn| apply_profile_changes(conn, &outbox, &id, &changes))
         })
-        .await
+        .await?;
+        self.outbox.send(mails);
+        Ok(user)
     }
 
     /// The user with this username (any case), for the CLI.
@@ -198,25 +232,46 @@ impl Accounts {
 
 fn apply_profile_changes(
     conn: &mut DbConnection,
+    outbox: &Outbox,
     id: &str,
     changes: &ProfileChanges,
-) -> Result<User, AccountError> {
-    let before = users::find(conn, id)?.ok_or(AccountError::NotFound)?;
+) -> Result<(User, Vec<PendingMail>), AccountError> {
     if changes.is_empty() {
-        return Ok(before);
+        return Ok((
+            users::find(conn, id)?.ok_or(AccountError::NotFound)?,
+            Vec::new(),
+        ));
     }
+    // A write first, so SQLite takes its write lock before the reads.
+    if !users::lock(conn, id)? {
+        return Err(AccountError::NotFound);
+    }
+    let before = users::find(conn, id)?.ok_or(AccountError::NotFound)?;
+    // An address the account already has is no change.
+    let new_email = changes
+        .email
+        .as_ref()
+        .filter(|email| before.email_lower.as_deref() != Some(email.canonical().as_str()));
+    let (applied_email, pending_email) = match new_email {
+        Some(email) if changes.confirm_email => (None, Some(email)),
+        other => (other, None),
+    };
     let username_lower = changes.username.as_ref().map(Username::canonical);
-    let email_lower = changes.email.as_ref().map(Email::canonical);
+    let email_lower = new_email.map(Email::canonical);
     let row = users::UserChanges {
         username: changes.username.as_ref().map(Username::as_str),
         username_lower: username_lower.as_deref(),
-        email: changes.email.as_ref().map(Email::as_str),
-        email_lower: email_lower.as_deref(),
+        email: applied_email.map(Email::as_str),
+        email_lower: applied_email.and(email_lower.as_deref()),
+        email_verified: applied_email.map(|_| false),
+        pending_email: new_email.map(|_| pending_email.map(Email::as_str)),
         role: changes.role.map(Role::as_str),
         is_active: changes.is_active,
         updated_at: Some(db::now()),
         ..Default::default()
     };
+    // A pending address is checked now too: no one can queue up another
+    // account's address.
     let unique = UniqueFields {
         username_lower: username_lower.as_deref(),
         email_lower: email_lower.as_deref(),
@@ -236,7 +291,18 @@ fn apply_profile_changes(
         revoke_access_tokens(conn, id)?;
         tracing::info!(user_id = %id, "role changed: earlier access tokens revoked");
     }
-    users::find(conn, id)?.ok_or(AccountError::NotFound)
+    let user = users::find(conn, id)?.ok_or(AccountError::NotFound)?;
+    let mut mails = Vec::new();
+    if let Some(pending) = pending_email {
+        mails.push(outbox.issue(conn, &user, Purpose::ChangeEmail, pending.as_str())?);
+        if !before.email.is_empty() {
+            mails.push(Outbox::change_notice(&before, pending.as_str()));
+        }
+    } else if let Some(applied) = applied_email {
+        one_time_tokens::delete_for_user(conn, id, Purpose::ChangeEmail)?;
+        mails.push(outbox.issue(conn, &user, Purpose::VerifyEmail, applied.as_str())?);
+    }
+    Ok((user, mails))
 }
 
 /// Stores a new user row unless its username or email is taken; the one
@@ -273,10 +339,10 @@ pub fn insert(conn: &mut DbConnection, record: &AccountRecord<'_>) -> Result<Use
 
 /// The unique fields a write sets, checked before it and explained after
 /// it if the unique indexes refused it anyway.
-struct UniqueFields<'a> {
-    username_lower: Option<&'a str>,
-    email_lower: Option<&'a str>,
-    except_id: Option<&'a str>,
+pub(crate) struct UniqueFields<'a> {
+    pub username_lower: Option<&'a str>,
+    pub email_lower: Option<&'a str>,
+    pub except_id: Option<&'a str>,
 }
 
 impl UniqueFields<'_> {
@@ -292,7 +358,7 @@ impl UniqueFields<'_> {
     /// Runs `write` unless a field is taken. Two concurrent writers can both
     /// pass the check; the unique indexes then refuse the second, which is
     /// explained the same way.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         conn: &mut DbConnection,
         write: impl FnOnce(&mut DbConnection) -> diesel::QueryResult<T>,

@@ -30,6 +30,7 @@ use crate::auth::password::HashError;
 use crate::auth::sessions::{AccessError, ExchangeError, LoginError, RefreshError};
 use crate::db::StoreError;
 use crate::db::users::Taken;
+use crate::recovery::RecoveryError;
 
 /// Defines [`ErrorCode`] from one table: each variant with its stable
 /// snake_case code, its HTTP status and its problem title.
@@ -80,6 +81,9 @@ error_codes! {
     InvalidCredentials => ("invalid_credentials", UNAUTHORIZED, "Invalid credentials"),
     /// 403: authenticated, but not allowed to do this.
     PermissionDenied => ("permission_denied", FORBIDDEN, "Permission denied"),
+    /// 403: the right password, but the email must be verified first
+    /// (`auth.require_verified_email`).
+    EmailNotVerified => ("email_not_verified", FORBIDDEN, "Email not verified"),
     /// 404: no such resource (or route).
     NotFound => ("not_found", NOT_FOUND, "Not found"),
     /// 405: the route exists, the method does not.
@@ -409,6 +413,11 @@ impl From<LoginError> for ApiError {
         match error {
             LoginError::Throttled(wait) => throttled(wait),
             LoginError::InvalidCredentials => ApiError::invalid_credentials(),
+            LoginError::EmailNotVerified => ApiError::new(
+                ErrorCode::EmailNotVerified,
+                "Confirm your email address first: follow the link in the verification mail, \
+                 or ask for a new one (POST /auth/verify-email/resend).",
+            ),
             LoginError::Hashing(error) => error.into(),
             LoginError::Signing(cause) => ApiError::internal(cause),
             LoginError::Store(error) => error.into(),
@@ -440,6 +449,26 @@ impl From<RefreshError> for ApiError {
             }
             RefreshError::Signing(cause) => ApiError::internal(cause),
             RefreshError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<RecoveryError> for ApiError {
+    fn from(error: RecoveryError) -> Self {
+        match error {
+            RecoveryError::InvalidToken => {
+                ApiError::invalid_token("The link is invalid, has expired or was already used.")
+            }
+            RecoveryError::Taken(fields) => taken(&fields),
+            RecoveryError::AlreadyVerified => ApiError::new(
+                ErrorCode::Conflict,
+                "The email address is already verified, and no change is pending.",
+            ),
+            RecoveryError::NotFound => {
+                ApiError::invalid_token("The token's user no longer exists.")
+            }
+            RecoveryError::Hashing(error) => error.into(),
+            RecoveryError::Store(error) => error.into(),
         }
     }
 }

@@ -28,6 +28,7 @@ pub struct Metrics {
     legacy_hashes: IntGauge,
     legacy_upgrades: IntCounterVec,
     legacy_exchanges: IntCounterVec,
+    emails: IntCounterVec,
     /// When the legacy-hash gauge was last counted (Unix seconds).
     legacy_counted_at: std::sync::atomic::AtomicI64,
 }
@@ -162,6 +163,12 @@ impl Metrics {
                 "Legacy DRF token exchanges by outcome (exchanged, invalid, closed)",
                 &["outcome"],
             ),
+            emails: counter(
+                &registry,
+                "tessera_emails_total",
+                "Mails by kind and outcome (sent; retried: an attempt failed and another is due; failed: given up or unrenderable; dropped: the queue was full)",
+                &["kind", "outcome"],
+            ),
             legacy_counted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
             registry,
         }
@@ -208,6 +215,11 @@ impl Metrics {
         self.legacy_upgrades.with_label_values(&[format]).inc();
         // Live between the periodic recounts.
         self.legacy_hashes.dec();
+    }
+
+    /// A mail of `kind` was sent, retried, failed or dropped.
+    pub fn email(&self, kind: &str, outcome: &str) {
+        self.emails.with_label_values(&[kind, outcome]).inc();
     }
 
     /// `outcome`: exchanged, invalid or closed (after the cut-over).

@@ -50,6 +50,7 @@ pub const DRF_TOKEN: &str = "drf_token";
     components(schemas(Problem)),
     tags(
         (name = "auth", description = "Login, token refresh, logout, verification and introspection."),
+        (name = "recovery", description = "Password reset and email verification by mailed one-time links."),
         (name = "users", description = "Registration and user accounts."),
         (name = "ops", description = "Liveness, readiness and the public keys."),
     )
@@ -189,6 +190,8 @@ pub struct ClaimsSchema {
     jti: String,
     role: RoleSchema,
     username: String,
+    /// Whether the user's email was verified when the token was issued.
+    email_verified: bool,
 }
 
 /// A public verification key (RFC 7517): EC P-256 (`crv`, `x`, `y`), RSA

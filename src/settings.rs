@@ -47,6 +47,7 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub cors: CorsSettings,
     pub log: LogSettings,
+    pub email: EmailSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +62,9 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: Secs,
     #[serde(default)]
     pub trusted_proxies: Vec<TrustedProxy>,
+    /// The base of the links tessera puts in mails and pages.
+    #[serde(deserialize_with = "base_url")]
+    pub public_url: String,
 }
 
 /// `server.env`: `production` demands explicit, strong keys.
@@ -220,6 +224,53 @@ pub struct AuthSettings {
     /// (the cut-over); unset: exchange stays open.
     #[serde(default)]
     pub legacy_exchange_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// The link a password-reset mail carries, with `{token}`; unset:
+    /// tessera's own page, `<server.public_url>/reset-password?token=...`.
+    #[serde(default, deserialize_with = "link_template")]
+    pub reset_url: Option<String>,
+    /// The link a verification mail carries, with `{token}`; unset:
+    /// `<server.public_url>/verify-email?token=...`.
+    #[serde(default, deserialize_with = "link_template")]
+    pub verify_url: Option<String>,
+    pub reset_ttl_secs: Secs<60>,
+    pub verify_ttl_secs: Secs<60>,
+    /// When true, an account whose email is not verified cannot log in
+    /// (403 `email_not_verified`), and login by email uses only verified
+    /// (or imported) addresses.
+    pub require_verified_email: bool,
+    /// Password-reset requests for one address within `login_window_secs`
+    /// before further requests send nothing (the answer stays 202).
+    pub reset_max_requests: FailureLimit,
+}
+
+/// `email.transport`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// Each message, its link included, goes to the log at `info`.
+    Log,
+    /// Sent through `email.smtp_url`.
+    Smtp,
+    /// Nothing is sent.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    pub transport: EmailTransport,
+    /// `smtp://host:port`, `smtp://user:pass@host:587?tls=required` or
+    /// `smtps://user:pass@host:465`; may carry a password.
+    pub smtp_url: Option<SecretString>,
+    pub from: String,
+    pub templates_dir: Option<PathBuf>,
+    /// Mails waiting to be sent at most; beyond, a mail is dropped (logged
+    /// and counted) rather than slowing the request that caused it.
+    pub queue_capacity: NonZeroUsize,
+    /// Delivery attempts of one mail before it is given up (logged, counted).
+    pub max_attempts: NonZeroU32,
+    /// The wait before the first retry; it doubles with each attempt.
+    pub retry_initial_secs: Secs<1>,
 }
 
 /// `password.*`: the Argon2id cost, checked by the `argon2` crate itself.
@@ -441,6 +492,37 @@ fn socket_address<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SocketAd
             "`{text}` is not a socket address such as 127.0.0.1:8080"
         ))
     })
+}
+
+/// An `http(s)://` URL, kept without its trailing slash.
+fn base_url<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let trimmed = text.trim_end_matches('/');
+    let host = trimmed
+        .strip_prefix("https://")
+        .or_else(|| trimmed.strip_prefix("http://"));
+    match host {
+        Some(host) if !host.is_empty() => Ok(trimmed.to_owned()),
+        _ => Err(serde::de::Error::custom(format!(
+            "`{text}` is not a URL such as https://auth.example.com"
+        ))),
+    }
+}
+
+/// A link template: an `http(s)://` URL with a `{token}` placeholder.
+fn link_template<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let valid =
+        (text.starts_with("https://") || text.starts_with("http://")) && text.contains("{token}");
+    if valid {
+        Ok(Some(text))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "`{text}` is not a link with {{token}}, such as https://app.example.com/reset?token={{token}}"
+        )))
+    }
 }
 
 fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

@@ -20,11 +20,16 @@ use crate::auth::sessions::{LoginThrottle, SessionPolicy, Sessions};
 use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES};
 use crate::auth::tokens::KeyRing;
 use crate::db::Database;
+use crate::email::Mailer;
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON};
 use crate::metrics::Metrics;
+use crate::recovery::{Links, Outbox, Recovery, ResetThrottle};
 use crate::settings::{Origin, Settings, SettingsError};
 use crate::state::AppState;
 use crate::telemetry;
+
+/// How long a stopping server waits for queued mails to go out.
+const MAIL_DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct Application {
     server: Server,
@@ -100,9 +105,12 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (actix drains in-flight requests), pruning
     /// expired rows in the background meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let state = self.state.clone();
         let pruner = actix_web::rt::spawn(prune_forever(self.state, self.prune_interval));
         let result = self.server.await;
         pruner.abort();
+        // Mails the last requests queued, within a bounded wait.
+        state.outbox.drain(MAIL_DRAIN_DEADLINE).await;
         result
     }
 }
@@ -135,9 +143,38 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         refresh_ttl: settings.jwt.refresh_ttl_secs.time_delta(),
         refresh_reuse_grace: settings.jwt.refresh_reuse_grace_secs.time_delta(),
         legacy_exchange_until: auth.legacy_exchange_until,
+        require_verified_email: auth.require_verified_email,
+    };
+    let mailer = Mailer::start(&settings.email, settings.server.env, Arc::clone(&metrics))?;
+    let links = Links {
+        public_url: settings.server.public_url.clone(),
+        reset_url: auth.reset_url.clone(),
+        verify_url: auth.verify_url.clone(),
+    };
+    let outbox = Arc::new(Outbox::new(
+        mailer,
+        links,
+        auth.reset_ttl_secs.time_delta(),
+        auth.verify_ttl_secs.time_delta(),
+    ));
+    let reset_throttle = ResetThrottle {
+        addresses: AddressThrottle::new(
+            auth.address_max_failures.get(),
+            auth.login_window_secs.duration(),
+            MAX_TRACKED_ADDRESSES,
+        ),
+        max_per_address: i32::try_from(auth.reset_max_requests.get()).unwrap_or(i32::MAX),
+        window: auth.login_window_secs.time_delta(),
     };
     Ok(AppState {
-        accounts: Accounts::new(db.clone(), hasher.clone()),
+        accounts: Accounts::new(db.clone(), hasher.clone(), Arc::clone(&outbox)),
+        recovery: Recovery::new(
+            db.clone(),
+            hasher.clone(),
+            Arc::clone(&outbox),
+            reset_throttle,
+        ),
+        outbox,
         sessions: Sessions::new(
             db.clone(),
             Arc::clone(&keys),

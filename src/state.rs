@@ -11,11 +11,15 @@ use crate::auth::sessions::Sessions;
 use crate::auth::tokens::KeyRing;
 use crate::db::Database;
 use crate::metrics::Metrics;
+use crate::recovery::{Outbox, Recovery};
 use crate::settings::Registration;
 
 pub struct AppState {
     pub accounts: Accounts,
     pub sessions: Sessions,
+    pub recovery: Recovery,
+    /// Queued mails, drained at shutdown.
+    pub outbox: Arc<Outbox>,
     /// Verifies bearer tokens on every request, statelessly.
     pub keys: Arc<KeyRing>,
     pub db: Database,

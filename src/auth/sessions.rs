@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::AddressThrottle;
-use crate::auth::tokens::{Claims, KeyRing, new_token_id};
+use crate::auth::tokens::{Claims, KeyRing, TokenSubject, new_token_id};
 use crate::auth::{django, refresh};
 use crate::db::{
     self, Database, DbConnection, StoreError, legacy_tokens, login_failures, refresh_tokens,
@@ -50,6 +50,10 @@ pub enum LoginError {
     /// Unknown user, wrong password or disabled account: indistinguishable.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The right password, but `auth.require_verified_email` is on and the
+    /// account's email is not verified.
+    #[error("email not verified")]
+    EmailNotVerified,
     #[error(transparent)]
     Hashing(#[from] HashError),
     #[error("cannot sign the access token: {0}")]
@@ -130,6 +134,8 @@ pub struct SessionPolicy {
     pub refresh_reuse_grace: TimeDelta,
     /// `auth.legacy_exchange_until`: when legacy DRF keys stop working.
     pub legacy_exchange_until: Option<DateTime<Utc>>,
+    /// `auth.require_verified_email`.
+    pub require_verified_email: bool,
 }
 
 /// The session use cases, over the database, the key ring and the hasher.
@@ -185,11 +191,12 @@ impl Sessions {
             .inspect_err(|_| self.metrics.login("throttled"))?;
         let identifier = identifier.trim().to_lowercase();
         let (max_failures, window) = (self.throttle.account_max_failures, self.throttle.window);
+        let verified_only = self.policy.require_verified_email;
         let (user, account, throttled_until) = db::run(&self.db, move |conn| {
             let user = if identifier.is_empty() {
                 None
             } else {
-                users::find_by_login(conn, &identifier)?
+                users::find_by_login(conn, &identifier, verified_only)?
             };
             let account = throttle_account(user.as_ref(), &identifier);
             let until =
@@ -220,6 +227,11 @@ impl Sessions {
                 return Err(LoginError::InvalidCredentials);
             }
         };
+        // Only after the right password, so it reveals nothing to a guesser.
+        if self.policy.require_verified_email && !user.email_verified {
+            self.metrics.login("email_not_verified");
+            return Err(LoginError::EmailNotVerified);
+        }
         // A hash made with an outdated cost is replaced now that the password
         // is known; failing to make one only postpones the upgrade.
         let upgraded_hash = if outcome.needs_rehash {
@@ -432,10 +444,11 @@ impl Sessions {
         db::run(&self.db, move |conn| {
             let now = db::now();
             let mut pruned = 0;
-            let pruners: [(Pruner, chrono::NaiveDateTime); 3] = [
+            let pruners: [(Pruner, chrono::NaiveDateTime); 4] = [
                 (refresh_tokens::prune_expired, now),
                 (revocations::prune_expired, now),
                 (login_failures::prune_before, now - window),
+                (crate::db::one_time_tokens::prune_expired, now),
             ];
             for (prune, cutoff) in pruners {
                 loop {
@@ -480,7 +493,15 @@ impl Sessions {
         let role = Role::parse(&user.role)?;
         let (access_token, _) = self
             .keys
-            .sign_access_token(session.jti, &user.id, &user.username, role)
+            .sign_access_token(
+                session.jti,
+                TokenSubject {
+                    user_id: &user.id,
+                    username: &user.username,
+                    role,
+                    email_verified: user.email_verified,
+                },
+            )
             .map_err(|error| error.to_string())?;
         self.metrics.token_pair_issued();
         Ok(TokenPair {

@@ -38,6 +38,19 @@ pub struct Claims {
     pub jti: String,
     pub role: Role,
     pub username: String,
+    /// Whether the user's email was verified when the token was issued
+    /// (absent from tokens issued before v1.1: false).
+    #[serde(default)]
+    pub email_verified: bool,
+}
+
+/// Whom an access token is for: what its claims say about the user.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSubject<'a> {
+    pub user_id: &'a str,
+    pub username: &'a str,
+    pub role: Role,
+    pub email_verified: bool,
 }
 
 impl Claims {
@@ -297,11 +310,9 @@ impl KeyRing {
     /// Signs a fresh access token for a user.
     pub fn issue_access_token(
         &self,
-        user_id: &str,
-        username: &str,
-        role: Role,
+        subject: TokenSubject<'_>,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
-        self.sign_access_token(new_token_id(), user_id, username, role)
+        self.sign_access_token(new_token_id(), subject)
     }
 
     /// Signs an access token whose `jti` (and so its issue time) was taken
@@ -311,9 +322,7 @@ impl KeyRing {
     pub fn sign_access_token(
         &self,
         jti: Uuid,
-        user_id: &str,
-        username: &str,
-        role: Role,
+        subject: TokenSubject<'_>,
     ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let issued_at = jti
             .get_timestamp()
@@ -321,13 +330,14 @@ impl KeyRing {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: user_id.to_owned(),
+            sub: subject.user_id.to_owned(),
             exp: issued_at.saturating_add(self.access_ttl_secs),
             iat: issued_at,
             nbf: issued_at,
             jti: jti.to_string(),
-            role,
-            username: username.to_owned(),
+            role: subject.role,
+            username: subject.username.to_owned(),
+            email_verified: subject.email_verified,
         };
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.signing_kid.clone());
@@ -475,6 +485,15 @@ pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn subject(role: Role) -> TokenSubject<'static> {
+        TokenSubject {
+            user_id: "u1",
+            username: "alice",
+            role,
+            email_verified: false,
+        }
+    }
     use jsonwebtoken::{Algorithm as Alg, EncodingKey, Header, encode};
     use serde_json::json;
 
@@ -510,7 +529,7 @@ mod tests {
     #[test]
     fn an_issued_token_verifies_with_its_claims() {
         let ring = ring();
-        let (token, claims) = ring.issue_access_token("u1", "alice", Role::Admin).unwrap();
+        let (token, claims) = ring.issue_access_token(subject(Role::Admin)).unwrap();
         let verified = ring.verify(&token).unwrap();
         assert_eq!(verified, claims);
         assert_eq!(verified.exp - verified.iat, 900);
@@ -519,9 +538,7 @@ mod tests {
 
     #[test]
     fn the_header_names_the_kid_and_typ() {
-        let (token, _) = ring()
-            .issue_access_token("u1", "alice", Role::User)
-            .unwrap();
+        let (token, _) = ring().issue_access_token(subject(Role::User)).unwrap();
         let header = decode_header(&token).unwrap();
         assert_eq!(
             header.kid.as_deref(),
@@ -679,9 +696,7 @@ mod tests {
 
     #[test]
     fn issued_at_has_millisecond_precision_from_the_jti() {
-        let (_, claims) = ring()
-            .issue_access_token("u1", "alice", Role::User)
-            .unwrap();
+        let (_, claims) = ring().issue_access_token(subject(Role::User)).unwrap();
         let at = claims.issued_at();
         assert_eq!(at.timestamp(), claims.iat);
         assert!((Utc::now() - at).num_seconds() < 5);

@@ -4,6 +4,7 @@
 pub mod legacy_accounts;
 pub mod legacy_tokens;
 pub mod login_failures;
+pub mod one_time_tokens;
 pub mod refresh_tokens;
 pub mod revocations;
 pub mod schema;

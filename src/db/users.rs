@@ -96,9 +96,23 @@ pub fn find_by_username(
         .optional()
 }
 
+/// By email, lower-cased.
+pub fn find_by_email(conn: &mut DbConnection, email_lower: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email_lower.eq(email_lower))
+        .select(User::as_select())
+        .get_result(conn)
+        .optional()
+}
+
 /// The user a login identifier names: a username match wins over an email
-/// match, since a Django username may look like someone else's email.
-pub fn find_by_login(conn: &mut DbConnection, identifier_lower: &str) -> QueryResult<Option<User>> {
+/// match, since a Django username may look like someone else's email. With
+/// `verified_emails_only`, an email matches only once it is verified.
+pub fn find_by_login(
+    conn: &mut DbConnection,
+    identifier_lower: &str,
+    verified_emails_only: bool,
+) -> QueryResult<Option<User>> {
     let mut candidates: Vec<User> = users::table
         .filter(
             users::username_lower
@@ -109,7 +123,9 @@ pub fn find_by_login(conn: &mut DbConnection, identifier_lower: &str) -> QueryRe
         .limit(2)
         .load(conn)?;
     candidates.sort_by_key(|user| user.username_lower != identifier_lower);
-    Ok(candidates.into_iter().next())
+    Ok(candidates.into_iter().find(|user| {
+        user.username_lower == identifier_lower || user.email_verified || !verified_emails_only
+    }))
 }
 
 /// Checks the unique fields against every user but `except_id`. A username

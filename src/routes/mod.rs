@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod docs;
 pub mod ops;
+pub mod pages;
+pub mod recovery;
 pub mod users;
 
 use actix_web::http::{
@@ -67,6 +69,26 @@ fn endpoints() -> Vec<Endpoint> {
             vec![on(Method::POST, || web::to(auth::introspect))],
         ),
         (
+            "/auth/password-reset",
+            vec![on(Method::POST, || {
+                web::to(recovery::request_password_reset)
+            })],
+        ),
+        (
+            "/auth/password-reset/confirm",
+            vec![on(Method::POST, || {
+                web::to(recovery::confirm_password_reset)
+            })],
+        ),
+        (
+            "/auth/verify-email",
+            vec![on(Method::POST, || web::to(recovery::verify_email))],
+        ),
+        (
+            "/auth/verify-email/resend",
+            vec![on(Method::POST, || web::to(recovery::resend_verification))],
+        ),
+        (
             "/users",
             vec![
                 on(Method::GET, || web::to(users::list)),
@@ -91,7 +113,8 @@ fn endpoints() -> Vec<Endpoint> {
 
 /// Every (method, path) of the API, as mounted by [`configure`]: what the
 /// OpenAPI document describes. The document and Swagger UI themselves
-/// (`docs::endpoints`) are served too but not listed here.
+/// (`docs::endpoints`) and the HTML pages (`pages::endpoints`) are served
+/// too but not listed here.
 pub fn route_table() -> Vec<(Method, &'static str)> {
     endpoints()
         .into_iter()
@@ -104,6 +127,7 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 pub fn document() -> utoipa::openapi::OpenApi {
     crate::openapi::assemble([
         auth::Api::openapi(),
+        recovery::Api::openapi(),
         users::Api::openapi(),
         ops::Api::openapi(),
     ])
@@ -115,7 +139,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 /// Every GET route also answers HEAD (RFC 9110 §9.3.2), with the same
 /// status and headers and no body (actix drops the body of a HEAD answer).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for (path, routes) in endpoints().into_iter().chain(docs::endpoints()) {
+    let extra = docs::endpoints().into_iter().chain(pages::endpoints());
+    for (path, routes) in endpoints().into_iter().chain(extra) {
         let mut mounted = Vec::new();
         for (method, handler) in routes {
             if method == Method::GET {

@@ -209,6 +209,7 @@ pub async fn create(
             email,
             password,
             role: Role::User,
+            email_verified: false,
         })
         .await?;
     let location = format!("/users/{}", user.id);
@@ -450,6 +451,9 @@ pub async fn update(
         email,
         role,
         is_active: body.is_active,
+        // One's own new address waits for its confirmation; an admin's
+        // change of another account applies at once.
+        confirm_email: caller.user.id == id,
     };
     let user = state.accounts.update_profile(id, changes).await?;
     Ok(HttpResponse::Ok().json(UserView::full(user)))

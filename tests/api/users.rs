@@ -54,7 +54,7 @@ backend_tests!(
     admin_reading_another_user_sees_full_fields,
     reading_an_unknown_id_is_not_found,
     reading_a_non_uuid_id_is_not_found,
-    patching_oneself_changes_username_and_email,
+    patching_oneself_changes_username_and_makes_the_new_email_pending,
     patching_oneself_advances_updated_at,
     patching_to_a_taken_username_in_other_case_is_a_conflict,
     patching_to_an_invalid_email_is_a_validation_error,
@@ -695,7 +695,7 @@ async fn reading_a_non_uuid_id_is_not_found(backend: Backend) {
 
 // PATCH /users/{id}
 
-async fn patching_oneself_changes_username_and_email(backend: Backend) {
+async fn patching_oneself_changes_username_and_makes_the_new_email_pending(backend: Backend) {
     let app = spawn_app(backend).await;
     let alice = app.user("alice").await;
     let response = patch(
@@ -710,14 +710,16 @@ async fn patching_oneself_changes_username_and_email(backend: Backend) {
     assert_full_user(&user);
     assert_eq!(user["id"], alice.id);
     assert_eq!(user["username"], "alicia");
-    assert_eq!(user["email"], "alicia@example.org");
+    // v1.1: one's own new email waits for the new address to confirm it.
+    assert_eq!(user["email"], "alice@example.com");
+    assert_eq!(user["pending_email"], "alicia@example.org");
     let stored = json_of(
         app.get(&format!("/users/{}", alice.id), Some(&alice.tokens.access))
             .await,
     )
     .await;
     assert_eq!(stored["username"], "alicia");
-    assert_eq!(stored["email"], "alicia@example.org");
+    assert_eq!(stored["pending_email"], "alicia@example.org");
 }
 
 async fn patching_oneself_advances_updated_at(backend: Backend) {
