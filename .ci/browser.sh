@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Black-box check of Swagger UI (/docs) in a real browser: Debian's headless
-# Chromium, driven by playwright-core (never `playwright`, which would
-# download browsers of its own), registers a user, logs in, authorizes with
-# the access token and calls GET /users/me, all through the page itself.
+# Black-box checks in a real browser: Debian's headless Chromium, driven by
+# playwright-core (never `playwright`, which would download browsers of its
+# own). docs.test.mjs: Swagger UI (/docs) registers a user, logs in,
+# authorizes with the access token and calls GET /users/me, all through the
+# page itself. reset.test.mjs: a reset link from a real mail (aiosmtpd's
+# Maildir) is opened, a new password typed into tessera's page, and it logs in.
 #
 #   bash .ci/browser.sh [path/to/tessera]    (default: target/release/tessera,
 #                                             built with `cargo build --release`
@@ -25,6 +27,15 @@ node_major=$(node -p 'process.versions.node.split(".")[0]')
 [ "$node_major" -ge 20 ] || fail "Node 20+ is required, found $(node --version)"
 command -v npm >/dev/null || fail "npm is missing"
 command -v curl >/dev/null || apt_install curl ca-certificates
+smtp_python=
+for python in /usr/bin/python3 python3; do
+  if "$python" -c 'import aiosmtpd' 2>/dev/null; then smtp_python=$python; break; fi
+done
+if [ -z "$smtp_python" ]; then
+  apt_install python3-aiosmtpd
+  smtp_python=/usr/bin/python3
+  "$smtp_python" -c 'import aiosmtpd' || fail "python3-aiosmtpd does not import"
+fi
 if [ ! -x /usr/bin/chromium ]; then
   echo "installing Debian's chromium"
   apt_install chromium
@@ -49,8 +60,10 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 log "starting tessera ($binary)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/tessera-browser.XXXXXX")
 server_pid=
+sink_pid=
 cleanup() {
   status=$?
+  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill "$server_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
@@ -68,8 +81,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+port=$(free_port)
 base="http://127.0.0.1:$port"
+smtp_port=$(free_port)
+maildir="$work/maildir"
+"$smtp_python" -m aiosmtpd -n -l "127.0.0.1:$smtp_port" -c aiosmtpd.handlers.Mailbox "$maildir" \
+  >"$work/smtp.log" 2>&1 &
+sink_pid=$!
 (
   cd "$work"
   export TESSERA__SERVER__BIND="127.0.0.1:$port"
@@ -80,6 +99,9 @@ base="http://127.0.0.1:$port"
   export TESSERA__PASSWORD__ARGON2_ITERATIONS=1
   export TESSERA__AUTH__LOGIN_MAX_FAILURES=1000000
   export TESSERA__AUTH__ADDRESS_MAX_FAILURES=1000000
+  export TESSERA__SERVER__PUBLIC_URL="$base"
+  export TESSERA__EMAIL__TRANSPORT=smtp
+  export TESSERA__EMAIL__SMTP_URL="smtp://127.0.0.1:$smtp_port"
   exec "$binary" serve
 ) >"$work/server.log" 2>&1 &
 server_pid=$!
@@ -97,3 +119,9 @@ start=$(date +%s)
 TESSERA_BASE_URL="$base" timeout --kill-after=10 90 node .ci/browser/docs.test.mjs \
   || fail "the browser check of $base/docs failed (see above)"
 echo "browser check passed in $(( $(date +%s) - start )) s"
+
+log "password reset from a real mail in Chromium (.ci/browser/reset.test.mjs)"
+start=$(date +%s)
+TESSERA_BASE_URL="$base" TESSERA_MAILDIR="$maildir" timeout --kill-after=10 90 node .ci/browser/reset.test.mjs \
+  || fail "the browser check of the password reset failed (see above)"
+echo "reset check passed in $(( $(date +%s) - start )) s"
