@@ -262,7 +262,21 @@ impl Recovery {
         new_password: Password,
     ) -> Result<(), RecoveryError> {
         let token_hash = refresh::hash(token.expose_secret());
-        // Hashed first, so an invalid token costs the same as a valid one.
+        // A guessed token costs no Argon2 work: it is refused before the
+        // hash (its 256 random bits make the answer worthless to a guesser).
+        let checked = token_hash.clone();
+        let live = db::run(&self.db, move |conn| {
+            Ok::<_, RecoveryError>(one_time_tokens::is_live(
+                conn,
+                &checked,
+                &[Purpose::PasswordReset],
+                db::now(),
+            )?)
+        })
+        .await?;
+        if !live {
+            return Err(RecoveryError::InvalidToken);
+        }
         let new_hash = self.hasher.hash(new_password.into_secret()).await?;
         db::run(&self.db, move |conn| {
             conn.transaction(|conn| {
@@ -399,13 +413,24 @@ fn issue_reset(
     let email_lower = email.canonical();
     let key = format!("reset:{email_lower}");
     let now = db::now();
-    if login_failures::throttled_until(conn, &key, now, throttle.max_per_address, throttle.window)?
-        .is_some()
-    {
+    // Counted first, then checked, in one transaction: the count's write
+    // locks the row (PostgreSQL) or the database (SQLite), so concurrent
+    // requests for one address see each other's counts and at most
+    // `max_per_address` of them go through.
+    let throttled = conn.transaction(|conn| {
+        login_failures::record_failure(conn, &key, now, throttle.window)?;
+        login_failures::throttled_until(
+            conn,
+            &key,
+            now,
+            throttle.max_per_address.saturating_add(1),
+            throttle.window,
+        )
+    })?;
+    if throttled.is_some() {
         tracing::info!("password reset refused: address throttled");
         return Ok(None);
     }
-    login_failures::record_failure(conn, &key, now, throttle.window)?;
     let Some(user) = users::find_by_email(conn, &email_lower)?.filter(|user| user.is_active) else {
         return Ok(None);
     };

@@ -115,6 +115,24 @@ pub fn take(
     }))
 }
 
+/// Whether a token exists with one of `purposes` and has not expired: a
+/// cheap check before expensive work; [`take`] decides.
+pub fn is_live(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    purposes: &[Purpose],
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    let names: Vec<&str> = purposes.iter().map(|purpose| purpose.as_str()).collect();
+    let expires_at: Option<NaiveDateTime> = one_time_tokens::table
+        .find(token_hash)
+        .filter(one_time_tokens::purpose.eq_any(&names))
+        .select(one_time_tokens::expires_at)
+        .get_result(conn)
+        .optional()?;
+    Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+}
+
 pub fn delete_for_user(
     conn: &mut DbConnection,
     user_id: &str,
