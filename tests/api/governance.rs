@@ -5,7 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::backend_tests;
-use crate::helpers::{Backend, PASSWORD, TestApp, TestUser, assert_problem, spawn_app};
+use crate::helpers::{Backend, PASSWORD, TestApp, TestUser, assert_problem, jwt_claims, spawn_app};
 
 backend_tests!(
     the_full_user_shows_is_active_email_verified_and_pending_email,
@@ -44,12 +44,7 @@ async fn disabled_user(app: &TestApp) -> (TestUser, TestUser) {
 }
 
 fn role_of(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice::<Value>(&bytes).unwrap()["role"].clone()
+    jwt_claims(token)["role"].clone()
 }
 
 async fn the_full_user_shows_is_active_email_verified_and_pending_email(backend: Backend) {

@@ -8,7 +8,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::settings::{EmailTransport, FailureLimit, Secs, Settings};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, assert_problem, jwt_claims, spawn_app, spawn_app_with,
+};
 use crate::mail::MailSink;
 use crate::{backend_tests, smtp_tests};
 
@@ -99,15 +101,6 @@ async fn me(app: &TestApp, token: &str) -> Value {
 }
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
-
-fn claims(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
 
 async fn registration_mails_a_link_that_verifies_the_email(backend: Backend) {
     let sink = MailSink::start();
@@ -357,7 +350,7 @@ async fn an_unverified_account_cannot_log_in_when_verification_is_required(backe
     let mail = &sink.wait_for("alice@example.com", 1).await[0];
     assert_eq!(verify(&app, &mail.token()).await.status(), 204);
     let tokens = app.login("alice", PASSWORD).await;
-    assert_eq!(claims(&tokens.access)["email_verified"], true);
+    assert_eq!(jwt_claims(&tokens.access)["email_verified"], true);
 }
 
 async fn a_down_mail_server_neither_fails_nor_slows_the_request_and_the_mail_arrives_later(
@@ -568,7 +561,7 @@ async fn the_pages_escape_what_the_link_carries(backend: Backend) {
 async fn email_verified_is_in_the_user_and_the_access_token(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.user("alice").await;
-    assert_eq!(claims(&user.tokens.access)["email_verified"], false);
+    assert_eq!(jwt_claims(&user.tokens.access)["email_verified"], false);
     let verified = app.get("/auth/verify", Some(&user.tokens.access)).await;
     let body: Value = verified.json().await.unwrap();
     assert_eq!(body["email_verified"], false);

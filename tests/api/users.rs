@@ -1,7 +1,6 @@
 //! `/users*`: registration, listing, reading, updating, password changes and
 //! deletion, as the contract in API.md describes them.
 
-use base64::Engine as _;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -11,7 +10,9 @@ use tessera::domain::{Email, Role, Username};
 use tessera::settings::Registration;
 
 use crate::backend_tests;
-use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, assert_problem, jwt_claims, spawn_app, spawn_app_with,
+};
 
 backend_tests!(
     a_username_equal_to_another_users_email_is_a_conflict,
@@ -116,15 +117,6 @@ fn assert_public_user(user: &Value) {
 
 fn registration(username: &str, email: &str, password: &str) -> Value {
     json!({"username": username, "email": email, "password": password})
-}
-
-/// The claims of a JWT, read without verifying it.
-fn jwt_claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT has a payload");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url payload");
-    serde_json::from_slice(&bytes).expect("JSON claims")
 }
 
 fn timestamp(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {
