@@ -126,12 +126,20 @@ step "HEALTHCHECK (tessera healthcheck)" check_healthcheck
 # Logins in flight (each an Argon2 hash, two at a time on two cores) when
 # SIGTERM arrives must still be answered: actix stops accepting and drains.
 check_stop() {
-  local started elapsed code i answered
+  local started elapsed code i answered connected
   for i in $(seq 1 24); do
     curl -s -o /dev/null -w '%{http_code}' -X POST "$base/auth/login" -H 'Content-Type: application/json' \
       -d '{"username":"alice","password":"correct horse battery"}' >"$work/drain.$i" 2>/dev/null &
   done
-  sleep 0.2
+  # Stop once all 24 are connected or answered (at most 5 s), so that none
+  # arrives after the listener closes.
+  for i in $(seq 1 100); do
+    connected=$(ss -Htn state established "( dport = :$port )" | wc -l)
+    answered=$(cat "$work"/drain.* | grep -o '[0-9][0-9][0-9]' | wc -l)
+    [ $((connected + answered)) -lt 24 ] || break
+    sleep 0.05
+  done
+  echo "at the stop: $connected logins connected, $answered answered"
   started=$(date +%s.%N)
   podman stop -t $((shutdown_timeout + 10)) "$first" >/dev/null 2>>"$work/podman.err" \
     || { cat "$work/podman.err" >&2; fail "podman stop failed"; }
@@ -141,7 +149,8 @@ check_stop() {
   code=$(podman inspect --format '{{.State.ExitCode}}' "$first")
   echo "podman stop: exit status $code after $elapsed s (shutdown timeout ${shutdown_timeout} s)"
   echo "logins in flight at the stop answered 200: $answered of 24"
-  podman logs "$first" 2>&1 | tail -3 | sed 's/^/  log: /' | cut -c1-200
+  podman logs "$first" 2>&1 | grep -F 'graceful shutdown' | sed 's/^/  log: /' | cut -c1-200
+  echo "  logins answered after the SIGTERM: $(podman logs "$first" 2>&1 | awk '/SIGTERM received/ { after = 1 } after && /route="\/auth\/login" status=200/ { n++ } END { print n + 0 }')"
   [ "$code" = 0 ] || fail "the stopped container exited with status $code, expected 0"
   awk -v e="$elapsed" -v t="$shutdown_timeout" 'BEGIN { exit !(e < t) }' \
     || fail "podman stop took $elapsed s, not within the $shutdown_timeout s shutdown timeout"
