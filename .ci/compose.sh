@@ -16,6 +16,9 @@ work=$(mktemp -d)
 compose=(podman-compose -p "$project" -f compose.yaml)
 
 cleanup() {
+  # The replicas' anonymous /data volumes go with their containers (-v);
+  # podman-compose down -v removes only the named ones.
+  podman ps -aq --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -v -t 10 >/dev/null 2>&1 || true
   "${compose[@]}" down -v >/dev/null 2>&1 || true
   podman network rm -f "$network" >/dev/null 2>&1 || true
   podman volume rm -f "${project}_db-data" >/dev/null 2>&1 || true
