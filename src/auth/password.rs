@@ -168,11 +168,15 @@ impl PasswordHasher {
         let (done, result) = tokio::sync::oneshot::channel();
         self.threads.run(Box::new(move || {
             let _entered = span.enter();
-            let _permit = permit;
-            let _in_flight = in_flight;
-            let _timing = timer.as_ref().map(prometheus::Histogram::start_timer);
+            let timing = timer.as_ref().map(prometheus::Histogram::start_timer);
+            let outcome = work();
+            // Counted out before the caller hears back, so that what it does
+            // next (a /metrics scrape, another hash) sees this one finished.
+            drop(timing);
+            drop(in_flight);
+            drop(permit);
             // The caller may have gone (a dropped request): nobody to tell.
-            let _ = done.send(work());
+            let _ = done.send(outcome);
         }))?;
         result
             .await

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::AddressThrottle;
-use crate::auth::tokens::{Claims, KeyRing, TokenSubject, new_token_id};
+use crate::auth::tokens::{Claims, KeyRing, TokenSubject, new_token_id_after};
 use crate::auth::{django, refresh};
 use crate::db::{
     self, Database, DbConnection, StoreError, legacy_tokens, login_failures, refresh_tokens,
@@ -527,8 +527,8 @@ fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
 }
 
 /// Reads the user and stamps the access token's `jti`, inside the
-/// transaction that holds the user's row lock. A disabled account gets no
-/// session.
+/// transaction that holds the user's row lock, later than the user's
+/// "tokens valid after" time. A disabled account gets no session.
 fn open_session(
     conn: &mut DbConnection,
     user_id: &str,
@@ -536,8 +536,8 @@ fn open_session(
     Ok(users::find(conn, user_id)?
         .filter(|user| user.is_active)
         .map(|user| OpenedSession {
+            jti: new_token_id_after(user.tokens_valid_after.and_utc()),
             user,
-            jti: new_token_id(),
         }))
 }
 
@@ -571,7 +571,9 @@ pub fn check_not_revoked(
 ) -> Result<users::User, AccessError> {
     let user = users::find(conn, &claims.sub)?.ok_or(AccessError::UserGone)?;
     let valid_after = DateTime::<Utc>::from_naive_utc_and_offset(user.tokens_valid_after, Utc);
-    if claims.issued_at() < valid_after || revocations::is_revoked(conn, &claims.jti)? {
+    // A token from the revocation's own millisecond is refused: tokens issued
+    // after it are stamped later (`new_token_id_after`).
+    if claims.issued_at() <= valid_after || revocations::is_revoked(conn, &claims.jti)? {
         return Err(AccessError::Revoked);
     }
     Ok(user)
@@ -584,9 +586,11 @@ pub fn revoke_access_tokens(
     conn: &mut DbConnection,
     user_id: &str,
 ) -> diesel::QueryResult<NaiveDateTime> {
-    // Truncated to the millisecond, the precision of `Claims::issued_at`: a
-    // token issued after this call, even within the same millisecond, must
-    // not look older than it.
+    // The row lock first, then the time: a session that committed before
+    // this call stamped its token no later than `now`, and one that waits
+    // for the lock sees `now` and stamps its token later. Truncated to the
+    // millisecond, the precision of `Claims::issued_at`.
+    users::lock(conn, user_id)?;
     let now = {
         use chrono::DurationRound;
         let now = db::now();

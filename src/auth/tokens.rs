@@ -115,6 +115,22 @@ pub fn new_token_id() -> Uuid {
     Uuid::now_v7()
 }
 
+/// A token id (UUIDv7) whose millisecond timestamp is later than `after`,
+/// the user's "tokens valid after" time: a token issued once a revocation
+/// committed must never look as old as it, even within the same
+/// millisecond or when this instance's clock lags the one that revoked.
+/// At worst the id is stamped one millisecond ahead of the clock.
+pub fn new_token_id_after(after: DateTime<Utc>) -> Uuid {
+    let earliest = after.timestamp_millis().saturating_add(1);
+    if Utc::now().timestamp_millis() >= earliest {
+        return new_token_id();
+    }
+    let (secs, millis) = (earliest.div_euclid(1000), earliest.rem_euclid(1000));
+    let nanos = u32::try_from(millis).unwrap_or(0) * 1_000_000;
+    let secs = u64::try_from(secs).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, nanos))
+}
+
 /// The `kid` of an HS256 secret: the first 16 hex digits of its SHA-256, so
 /// every holder of the secret computes the same id without learning more.
 pub fn hmac_kid(secret: &[u8]) -> String {
@@ -700,6 +716,17 @@ mod tests {
         let at = claims.issued_at();
         assert_eq!(at.timestamp(), claims.iat);
         assert!((Utc::now() - at).num_seconds() < 5);
+    }
+
+    #[test]
+    fn a_token_id_after_a_revocation_in_this_millisecond_is_later_than_it() {
+        let revoked_at = Utc::now() + chrono::TimeDelta::milliseconds(3);
+        let claims = ring()
+            .sign_access_token(new_token_id_after(revoked_at), subject(Role::User))
+            .unwrap()
+            .1;
+        assert!(claims.issued_at().timestamp_millis() > revoked_at.timestamp_millis());
+        assert_eq!(claims.issued_at().timestamp(), claims.iat);
     }
 
     #[test]
