@@ -608,3 +608,87 @@ fn user_disable_names_an_unknown_user() {
         stderr(&output)
     );
 }
+
+/// One HTTP/1.1 request on a new connection, sent whole; the response is
+/// read later with [`read_response`].
+fn send_request(port: u16, method: &str, path: &str, body: &str) -> std::net::TcpStream {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
+/// The status line of the response, or what went wrong reading it.
+fn read_response(mut stream: std::net::TcpStream) -> String {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut response = String::new();
+    match stream.read_to_string(&mut response) {
+        Ok(_) if !response.is_empty() => response.lines().next().unwrap_or_default().to_owned(),
+        Ok(_) => "closed without an answer".to_owned(),
+        Err(error) => format!("read failed: {error}"),
+    }
+}
+
+#[test]
+fn sigterm_answers_every_login_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .current_dir(dir.path())
+        .env("TESSERA__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("TESSERA__SERVER__WORKERS", "2")
+        .env("TESSERA__PASSWORD__ARGON2_MEMORY_KIB", "8192")
+        .env("TESSERA__PASSWORD__ARGON2_ITERATIONS", "2")
+        .env("TESSERA__AUTH__ADDRESS_MAX_FAILURES", "1000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "the server did not start");
+    let account =
+        r#"{"username":"alice","email":"alice@example.com","password":"correct horse battery"}"#;
+    let created = read_response(send_request(port, "POST", "/users", account));
+    assert!(created.contains(" 201 "), "{created}");
+    let login = r#"{"username":"alice","password":"correct horse battery"}"#;
+    let in_flight: Vec<_> = (0..32)
+        .map(|_| send_request(port, "POST", "/auth/login", login))
+        .collect();
+    // Every request was sent whole; let the server take them in, then stop it
+    // while most still wait for their hash.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let killed = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let answers: Vec<String> = in_flight.into_iter().map(read_response).collect();
+    let status = server.wait().unwrap();
+    let unanswered: Vec<&String> = answers.iter().filter(|a| !a.contains(" 200 ")).collect();
+    assert!(
+        unanswered.is_empty(),
+        "{} of {} logins in flight at SIGTERM were not answered 200: {unanswered:?}",
+        unanswered.len(),
+        answers.len()
+    );
+    assert!(status.success(), "exit status {status}");
+}

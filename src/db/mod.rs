@@ -138,15 +138,15 @@ pub enum PoolError {
 /// or an unreachable server stops startup.
 pub fn connect(settings: &DatabaseSettings) -> Result<Pool, SettingsError> {
     let url = &settings.url;
-    if let DatabaseUrl::Sqlite(path) = url {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                SettingsError::new(
-                    "database.url",
-                    format!("cannot create {}: {e}", parent.display()),
-                )
-            })?;
-        }
+    if let DatabaseUrl::Sqlite(path) = url
+        && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            SettingsError::new(
+                "database.url",
+                format!("cannot create {}: {e}", parent.display()),
+            )
+        })?;
     }
     // Fail fast with the driver's own message rather than r2d2's timeout.
     url.establish()
