@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use tessera::auth::keys::generate_key_pair;
 use tessera::auth::password::PasswordHasher;
 use tessera::auth::refresh;
-use tessera::auth::tokens::{KeyRing, TokenSubject};
+use tessera::auth::tokens::{KeyRing, SignIn, TokenSubject};
 use tessera::domain::Role;
 use tessera::settings::{Algorithm, Settings};
 
@@ -48,6 +48,7 @@ fn tokens(c: &mut Criterion) {
                 username: "alice",
                 role: Role::User,
                 email_verified: true,
+                sign_in: SignIn::Password,
             })
             .expect("issue");
         c.bench_function(&format!("issue_access_token/{algorithm}"), |b| {
@@ -57,6 +58,7 @@ fn tokens(c: &mut Criterion) {
                     username: "alice",
                     role: Role::User,
                     email_verified: true,
+                    sign_in: SignIn::Password,
                 })
             })
         });

@@ -27,7 +27,10 @@ use serde::Serialize;
 
 use crate::accounts::AccountError;
 use crate::auth::password::HashError;
-use crate::auth::sessions::{AccessError, ExchangeError, LoginError, RefreshError};
+use secrecy::ExposeSecret;
+
+use crate::auth::mfa::TotpError;
+use crate::auth::sessions::{AccessError, ExchangeError, LoginError, MfaError, RefreshError};
 use crate::db::StoreError;
 use crate::db::users::Taken;
 use crate::recovery::RecoveryError;
@@ -84,6 +87,9 @@ error_codes! {
     /// 403: the right password, but the email must be verified first
     /// (`auth.require_verified_email`).
     EmailNotVerified => ("email_not_verified", FORBIDDEN, "Email not verified"),
+    /// 403: the right password on an account with a second factor; the
+    /// extension members `mfa_token` and `methods` say how to go on.
+    MfaRequired => ("mfa_required", FORBIDDEN, "Second factor required"),
     /// 404: no such resource (or route).
     NotFound => ("not_found", NOT_FOUND, "Not found"),
     /// 405: the route exists, the method does not.
@@ -122,6 +128,8 @@ pub struct ApiError {
     errors: Option<FieldErrors>,
     /// Extra response headers (`Allow`, `Retry-After`, ...).
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// RFC 9457 extension members (`mfa_token`, `methods`); never logged.
+    extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
     /// For 500s and 503s: what went wrong, for the log only.
     cause: Option<String>,
 }
@@ -135,6 +143,7 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
             headers: Vec::new(),
+            extensions: None,
             cause: None,
         }
     }
@@ -227,6 +236,14 @@ impl ApiError {
         self.errors = Some(errors);
         self
     }
+
+    /// Adds an RFC 9457 extension member to the problem body.
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions
+            .get_or_insert_default()
+            .insert(name.to_owned(), value);
+        self
+    }
 }
 
 impl fmt::Debug for ApiError {
@@ -255,6 +272,8 @@ struct ProblemBody<'a> {
     code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a FieldErrors>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extensions: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The problem `type` URI of a code: a URN, so no documentation host is implied.
@@ -303,6 +322,7 @@ impl ResponseError for ApiError {
             detail: &self.detail,
             code: self.code.as_str(),
             errors: self.errors.as_ref(),
+            extensions: self.extensions.as_deref(),
         };
         let mut response = HttpResponse::build(status);
         response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
@@ -418,9 +438,67 @@ impl From<LoginError> for ApiError {
                 "Confirm your email address first: follow the link in the verification mail, \
                  or ask for a new one (POST /auth/verify-email/resend).",
             ),
+            LoginError::MfaRequired(challenge) => ApiError::new(
+                ErrorCode::MfaRequired,
+                "The password is right; this account also needs its second factor: \
+                 POST /auth/mfa/verify with the mfa_token and a code.",
+            )
+            .with_extension(
+                "mfa_token",
+                serde_json::Value::from(challenge.mfa_token.expose_secret()),
+            )
+            .with_extension("methods", serde_json::Value::from(challenge.methods)),
             LoginError::Hashing(error) => error.into(),
             LoginError::Signing(cause) => ApiError::internal(cause),
             LoginError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<MfaError> for ApiError {
+    fn from(error: MfaError) -> Self {
+        match error {
+            MfaError::InvalidChallenge => ApiError::invalid_token(
+                "The mfa_token is unknown, used, expired or spent on too many wrong codes; \
+                 log in again.",
+            ),
+            MfaError::WrongCode => ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "The code is wrong, expired or already used.",
+            ),
+            MfaError::Throttled(wait) => throttled(wait),
+            MfaError::Unsealable(error) => ApiError::internal(error),
+            MfaError::Signing(cause) => ApiError::internal(cause),
+            MfaError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<TotpError> for ApiError {
+    fn from(error: TotpError) -> Self {
+        match error {
+            TotpError::Disabled => ApiError::permission_denied(
+                "TOTP is off on this server: its operator has not set mfa.encryption_key_file.",
+            ),
+            TotpError::AlreadyActive => ApiError::new(
+                ErrorCode::Conflict,
+                "TOTP is already active on this account; remove it first to enrol again.",
+            ),
+            TotpError::NotEnrolled => {
+                ApiError::not_found("This account has no TOTP enrolment (POST /auth/mfa/totp).")
+            }
+            TotpError::WrongCode => {
+                ApiError::validation_field("code", "The code is wrong, expired or already used.")
+            }
+            TotpError::WrongPassword => ApiError::new(
+                ErrorCode::InvalidCurrentPassword,
+                "The password is not correct.",
+            ),
+            TotpError::UserGone => ApiError::invalid_token("The token's user no longer exists."),
+            TotpError::Unsealable(error) => ApiError::internal(error),
+            TotpError::Hashing(error) => error.into(),
+            TotpError::Internal(cause) => ApiError::internal(cause),
+            TotpError::Store(error) => error.into(),
         }
     }
 }

@@ -50,6 +50,7 @@ pub const DRF_TOKEN: &str = "drf_token";
     components(schemas(Problem)),
     tags(
         (name = "auth", description = "Login, token refresh, logout, verification and introspection."),
+        (name = "mfa", description = "Second factors: TOTP enrolment, its recovery codes, and removal."),
         (name = "recovery", description = "Password reset and email verification by mailed one-time links."),
         (name = "users", description = "Registration and user accounts."),
         (name = "ops", description = "Liveness, readiness and the public keys."),
@@ -192,6 +193,12 @@ pub struct ClaimsSchema {
     username: String,
     /// Whether the user's email was verified when the token was issued.
     email_verified: bool,
+    /// How the user signed in (RFC 8176): `["pwd"]`, `["pwd","otp"]`, `["pwd","mfa"]`.
+    #[schema(example = json!(["pwd", "otp"]))]
+    amr: Vec<String>,
+    /// `aal1` (one factor) or `aal2` (two).
+    #[schema(example = "aal2")]
+    aal: String,
 }
 
 /// A public verification key (RFC 7517): EC P-256 (`crv`, `x`, `y`), RSA

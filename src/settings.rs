@@ -48,6 +48,17 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub log: LogSettings,
     pub email: EmailSettings,
+    #[serde(default)]
+    pub mfa: MfaSettings,
+}
+
+/// `mfa.*`: multi-factor authentication.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSettings {
+    /// 32 bytes (base64url or hex) that encrypt the TOTP secrets at rest;
+    /// unset outside production: generated into `<data_dir>/mfa.key`.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

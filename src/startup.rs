@@ -15,6 +15,7 @@ use actix_web::middleware::{
 use actix_web::{App, HttpServer, ResponseError, web};
 
 use crate::accounts::Accounts;
+use crate::auth::mfa::Mfa;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::{LoginThrottle, SessionPolicy, Sessions};
 use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES};
@@ -139,11 +140,17 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         account_max_failures: i32::try_from(auth.login_max_failures.get()).unwrap_or(i32::MAX),
         window: auth.login_window_secs.time_delta(),
     };
+    let totp_key = crate::auth::totp::load_key(
+        settings.mfa.encryption_key_file.as_deref(),
+        &settings.server.data_dir,
+        settings.server.env == crate::settings::DeployEnv::Production,
+    )?;
     let policy = SessionPolicy {
         refresh_ttl: settings.jwt.refresh_ttl_secs.time_delta(),
         refresh_reuse_grace: settings.jwt.refresh_reuse_grace_secs.time_delta(),
         legacy_exchange_until: auth.legacy_exchange_until,
         require_verified_email: auth.require_verified_email,
+        totp_key: totp_key.clone(),
     };
     let mailer = Mailer::start(&settings.email, settings.server.env, Arc::clone(&metrics))?;
     let links = Links {
@@ -175,6 +182,12 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
             reset_throttle,
         ),
         outbox,
+        mfa: Mfa::new(
+            db.clone(),
+            hasher.clone(),
+            totp_key,
+            settings.jwt.issuer.clone(),
+        ),
         sessions: Sessions::new(
             db.clone(),
             Arc::clone(&keys),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::accounts::Accounts;
+use crate::auth::mfa::Mfa;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::KeyRing;
@@ -17,6 +18,8 @@ use crate::settings::Registration;
 pub struct AppState {
     pub accounts: Accounts,
     pub sessions: Sessions,
+    /// TOTP enrolment.
+    pub mfa: Mfa,
     pub recovery: Recovery,
     /// Queued mails, drained at shutdown.
     pub outbox: Arc<Outbox>,

@@ -3,8 +3,10 @@
 
 pub mod django;
 pub mod keys;
+pub mod mfa;
 pub mod password;
 pub mod refresh;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod totp;

@@ -17,10 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::AddressThrottle;
-use crate::auth::tokens::{Claims, KeyRing, TokenSubject, new_token_id_after};
+use crate::auth::tokens::{Claims, KeyRing, SignIn, TokenSubject, new_token_id_after};
+use crate::auth::totp::{self, SealingKey};
 use crate::auth::{django, refresh};
 use crate::db::{
-    self, Database, DbConnection, StoreError, legacy_tokens, login_failures, refresh_tokens,
+    self, Database, DbConnection, StoreError, legacy_tokens, login_failures, mfa, refresh_tokens,
     revocations, users,
 };
 use crate::domain::Role;
@@ -54,8 +55,51 @@ pub enum LoginError {
     /// account's email is not verified.
     #[error("email not verified")]
     EmailNotVerified,
+    /// The right password on an account with a second factor: no tokens
+    /// until [`Sessions::verify_mfa`] gets a code for this challenge.
+    #[error("a second factor is required")]
+    MfaRequired(MfaChallenge),
     #[error(transparent)]
     Hashing(#[from] HashError),
+    #[error("cannot sign the access token: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// The second step a login waits for.
+#[derive(Debug)]
+pub struct MfaChallenge {
+    /// Single use, for [`MFA_CHALLENGE_TTL_SECS`]; stored only as a hash.
+    pub mfa_token: SecretString,
+    /// What [`Sessions::verify_mfa`] accepts: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+/// How long an `mfa_token` lives.
+pub const MFA_CHALLENGE_TTL_SECS: i64 = 300;
+/// Wrong codes an `mfa_token` survives.
+pub const MFA_MAX_FAILURES: i32 = 5;
+
+/// The second factor presented for an `mfa_token`.
+pub enum SecondFactor {
+    Totp(SecretString),
+    RecoveryCode(SecretString),
+}
+
+/// Why the second step of a login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MfaError {
+    /// Unknown, used, expired, or dead after too many wrong codes.
+    #[error("invalid mfa_token")]
+    InvalidChallenge,
+    /// A wrong, expired or already used code.
+    #[error("wrong code")]
+    WrongCode,
+    #[error("throttled for {0:?}")]
+    Throttled(Duration),
+    #[error(transparent)]
+    Unsealable(#[from] totp::Unsealable),
     #[error("cannot sign the access token: {0}")]
     Signing(String),
     #[error(transparent)]
@@ -103,7 +147,13 @@ pub enum AccessError {
     Store(StoreError),
 }
 
-store_errors!(LoginError, ExchangeError, RefreshError, AccessError);
+store_errors!(
+    LoginError,
+    ExchangeError,
+    RefreshError,
+    AccessError,
+    MfaError
+);
 
 /// What introspection found a token to be.
 pub enum TokenStatus {
@@ -136,6 +186,8 @@ pub struct SessionPolicy {
     pub legacy_exchange_until: Option<DateTime<Utc>>,
     /// `auth.require_verified_email`.
     pub require_verified_email: bool,
+    /// Opens the TOTP secrets (`mfa.encryption_key_file`); none: TOTP is off.
+    pub totp_key: Option<SealingKey>,
 }
 
 /// The session use cases, over the database, the key ring and the hasher.
@@ -153,6 +205,13 @@ pub struct Sessions {
 pub struct OpenedSession {
     user: users::User,
     jti: uuid::Uuid,
+    sign_in: SignIn,
+}
+
+/// Where a correct password leads.
+enum PasswordAccepted {
+    Session(Box<OpenedSession>),
+    SecondFactor,
 }
 
 impl Sessions {
@@ -247,9 +306,10 @@ impl Sessions {
             .as_ref()
             .and_then(|_| django::algorithm(&user.password_hash));
         let (refresh_token, refresh_hash) = refresh::generate();
+        let (challenge_token, challenge_hash) = refresh::generate();
         let ttl = self.policy.refresh_ttl;
         let session = db::run(&self.db, move |conn| {
-            conn.transaction(|conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 // The password checked above must still be the user's: a
                 // password change that committed meanwhile wins, and this
                 // login fails.
@@ -264,8 +324,17 @@ impl Sessions {
                     users::update(conn, &user.id, &changes)?;
                     tracing::info!(user_id = %user.id, "password hash upgraded to the configured cost");
                 }
+                // With a second factor the password alone opens nothing;
+                // the account's failures are only forgiven by the code.
+                if mfa::has_active_totp(conn, &user.id)? {
+                    let now = db::now();
+                    let expires = now + TimeDelta::seconds(MFA_CHALLENGE_TTL_SECS);
+                    mfa::insert_challenge(conn, &challenge_hash, &user.id, now, expires)?;
+                    return Ok(Some(PasswordAccepted::SecondFactor));
+                }
                 login_failures::reset(conn, &account)?;
-                start_session(conn, &user.id, &refresh_hash, ttl)
+                Ok(start_session(conn, &user.id, &refresh_hash, ttl, SignIn::Password)?
+                    .map(|session| PasswordAccepted::Session(Box::new(session))))
             })
             .map_err(LoginError::from)
         })
@@ -274,9 +343,86 @@ impl Sessions {
         if let Some(format) = legacy_format {
             self.metrics.legacy_hash_upgraded(format);
         }
+        let session = match session {
+            PasswordAccepted::Session(session) => *session,
+            PasswordAccepted::SecondFactor => {
+                self.metrics.login("mfa_required");
+                return Err(LoginError::MfaRequired(MfaChallenge {
+                    mfa_token: challenge_token,
+                    methods: vec!["totp", "recovery_code"],
+                }));
+            }
+        };
         self.metrics.login("success");
         self.token_pair(session, refresh_token)
             .map_err(LoginError::Signing)
+    }
+
+    /// The second step of a login: a TOTP code (each accepted once) or a
+    /// recovery code (each usable once) for the `mfa_token` the password
+    /// step gave. Wrong codes count towards the account's login throttle and
+    /// the address throttle; the `mfa_token` dies after
+    /// [`MFA_MAX_FAILURES`] of them.
+    pub async fn verify_mfa(
+        &self,
+        mfa_token: SecretString,
+        factor: SecondFactor,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, MfaError> {
+        self.check_address(client).map_err(MfaError::Throttled)?;
+        let Some(key) = self.policy.totp_key.clone() else {
+            return Err(MfaError::InvalidChallenge);
+        };
+        let challenge_hash = refresh::hash(mfa_token.expose_secret());
+        let (refresh_token, refresh_hash) = refresh::generate();
+        let ttl = self.policy.refresh_ttl;
+        let (max_failures, window) = (self.throttle.account_max_failures, self.throttle.window);
+        let outcome = db::run(&self.db, move |conn| {
+            conn.transaction(|conn| {
+                let now = db::now();
+                let Some(challenge) = mfa::lock_challenge(conn, &challenge_hash, now)? else {
+                    return Ok(Err(MfaError::InvalidChallenge));
+                };
+                let account = format!("user:{}", challenge.user_id);
+                if let Some(until) =
+                    login_failures::throttled_until(conn, &account, now, max_failures, window)?
+                {
+                    let wait = (until - now).to_std().unwrap_or_default();
+                    return Ok(Err(MfaError::Throttled(wait)));
+                }
+                let sign_in = match &factor {
+                    SecondFactor::Totp(code) => {
+                        accept_totp(conn, &key, &challenge.user_id, code.expose_secret(), now)?
+                            .then_some(SignIn::PasswordAndTotp)
+                    }
+                    SecondFactor::RecoveryCode(code) => {
+                        let hash = totp::recovery_code_hash(code.expose_secret());
+                        mfa::use_recovery_code(conn, &challenge.user_id, &hash, now)?
+                            .then_some(SignIn::PasswordAndRecoveryCode)
+                    }
+                };
+                let Some(sign_in) = sign_in else {
+                    mfa::record_challenge_failure(conn, &challenge_hash, MFA_MAX_FAILURES)?;
+                    login_failures::record_failure(conn, &account, now, window)?;
+                    return Ok(Err(MfaError::WrongCode));
+                };
+                mfa::delete_challenge(conn, &challenge_hash)?;
+                login_failures::reset(conn, &account)?;
+                let session = start_session(conn, &challenge.user_id, &refresh_hash, ttl, sign_in)?;
+                Ok(session.ok_or(MfaError::InvalidChallenge))
+            })
+            .map_err(|error: MfaError| error)
+        })
+        .await?;
+        let session = outcome.inspect_err(|error| {
+            if matches!(error, MfaError::WrongCode) {
+                self.record_address_failure(client);
+                self.metrics.login("mfa_wrong_code");
+            }
+        })?;
+        self.metrics.login("success");
+        self.token_pair(session, refresh_token)
+            .map_err(MfaError::Signing)
     }
 
     /// Exchanges a legacy DRF key for a token pair, once: the key is retired
@@ -316,7 +462,7 @@ impl Sessions {
                         }
                         // A disabled account gets no session; its key is left
                         // as it was.
-                        start_session(conn, &user_id, &refresh_hash, ttl)?
+                        start_session(conn, &user_id, &refresh_hash, ttl, SignIn::Password)?
                             .map(Some)
                             .ok_or(diesel::result::Error::RollbackTransaction)
                     });
@@ -353,7 +499,13 @@ impl Sessions {
                 db::now(),
                 ttl,
                 grace,
-                open_session,
+                |conn, presented| {
+                    open_session(
+                        conn,
+                        &presented.user_id,
+                        SignIn::from_stored(&presented.amr),
+                    )
+                },
             )?;
             Ok::<_, RefreshError>(match rotation {
                 refresh_tokens::Rotation::Rotated { session, .. } => (session, "rotated"),
@@ -444,11 +596,12 @@ impl Sessions {
         db::run(&self.db, move |conn| {
             let now = db::now();
             let mut pruned = 0;
-            let pruners: [(Pruner, chrono::NaiveDateTime); 4] = [
+            let pruners: [(Pruner, chrono::NaiveDateTime); 5] = [
                 (refresh_tokens::prune_expired, now),
                 (revocations::prune_expired, now),
                 (login_failures::prune_before, now - window),
                 (crate::db::one_time_tokens::prune_expired, now),
+                (crate::db::mfa::prune_expired_challenges, now),
             ];
             for (prune, cutoff) in pruners {
                 loop {
@@ -500,6 +653,7 @@ impl Sessions {
                     username: &user.username,
                     role,
                     email_verified: user.email_verified,
+                    sign_in: session.sign_in,
                 },
             )
             .map_err(|error| error.to_string())?;
@@ -532,13 +686,30 @@ fn throttle_account(user: Option<&users::User>, identifier: &str) -> String {
 fn open_session(
     conn: &mut DbConnection,
     user_id: &str,
+    sign_in: SignIn,
 ) -> diesel::QueryResult<Option<OpenedSession>> {
     Ok(users::find(conn, user_id)?
         .filter(|user| user.is_active)
         .map(|user| OpenedSession {
             jti: new_token_id_after(user.tokens_valid_after.and_utc()),
             user,
+            sign_in,
         }))
+}
+
+/// Whether `code` is the user's active TOTP code of a step not accepted
+/// before; accepting it records the step (so a replay fails).
+fn accept_totp(
+    conn: &mut DbConnection,
+    key: &SealingKey,
+    user_id: &str,
+    code: &str,
+    now: NaiveDateTime,
+) -> Result<bool, MfaError> {
+    match mfa::find_totp(conn, user_id)?.filter(|t| t.confirmed_at.is_some()) {
+        Some(stored) => crate::auth::mfa::accept_code(conn, key, &stored, code, now),
+        None => Ok(false),
+    }
 }
 
 /// Stores the first refresh token of a new family and opens the session;
@@ -548,6 +719,7 @@ fn start_session(
     user_id: &str,
     refresh_hash: &str,
     ttl: TimeDelta,
+    sign_in: SignIn,
 ) -> diesel::QueryResult<Option<OpenedSession>> {
     let now = db::now();
     refresh_tokens::insert(
@@ -558,9 +730,10 @@ fn start_session(
             user_id,
             created_at: now,
             expires_at: now + ttl,
+            amr: &sign_in.as_stored(),
         },
     )?;
-    open_session(conn, user_id)
+    open_session(conn, user_id, sign_in)
 }
 
 /// Whether `claims` were revoked: the `jti` logged out, or issued before the

@@ -42,6 +42,64 @@ pub struct Claims {
     /// (absent from tokens issued before v1.1: false).
     #[serde(default)]
     pub email_verified: bool,
+    /// How the user signed in (RFC 8176 values; absent from tokens issued
+    /// before v1.1: a password).
+    #[serde(default = "password_amr")]
+    pub amr: Vec<String>,
+    /// The authenticator assurance level (NIST SP 800-63B): `aal1` for one
+    /// factor, `aal2` for two.
+    #[serde(default = "aal1")]
+    pub aal: String,
+}
+
+fn password_amr() -> Vec<String> {
+    vec!["pwd".to_owned()]
+}
+
+fn aal1() -> String {
+    "aal1".to_owned()
+}
+
+/// How a session's user signed in; kept by every refresh of the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// A password (or a legacy key a password login once gave).
+    Password,
+    /// A password, then a TOTP code.
+    PasswordAndTotp,
+    /// A password, then a recovery code.
+    PasswordAndRecoveryCode,
+}
+
+impl SignIn {
+    /// The RFC 8176 `amr` values.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            SignIn::Password => &["pwd"],
+            SignIn::PasswordAndTotp => &["pwd", "otp"],
+            SignIn::PasswordAndRecoveryCode => &["pwd", "mfa"],
+        }
+    }
+
+    pub fn aal(self) -> &'static str {
+        match self {
+            SignIn::Password => "aal1",
+            SignIn::PasswordAndTotp | SignIn::PasswordAndRecoveryCode => "aal2",
+        }
+    }
+
+    /// As stored with the session: the `amr` values, space-separated.
+    pub fn as_stored(self) -> String {
+        self.amr().join(" ")
+    }
+
+    /// Reads [`SignIn::as_stored`] back; anything unknown is a password.
+    pub fn from_stored(text: &str) -> Self {
+        [SignIn::PasswordAndTotp, SignIn::PasswordAndRecoveryCode]
+            .into_iter()
+            .find(|sign_in| sign_in.as_stored() == text)
+            .unwrap_or(SignIn::Password)
+    }
 }
 
 /// Whom an access token is for: what its claims say about the user.
@@ -51,6 +109,7 @@ pub struct TokenSubject<'a> {
     pub username: &'a str,
     pub role: Role,
     pub email_verified: bool,
+    pub sign_in: SignIn,
 }
 
 impl Claims {
@@ -354,6 +413,13 @@ impl KeyRing {
             role: subject.role,
             username: subject.username.to_owned(),
             email_verified: subject.email_verified,
+            amr: subject
+                .sign_in
+                .amr()
+                .iter()
+                .map(|value| (*value).to_owned())
+                .collect(),
+            aal: subject.sign_in.aal().to_owned(),
         };
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.signing_kid.clone());
@@ -426,7 +492,7 @@ fn load_hmac_secret(settings: &Settings) -> Result<SecretString, SettingsError> 
                 ));
             }
             (
-                generated_secret(&settings.server.data_dir)?,
+                generated_key_file(&settings.server.data_dir, "jwt.key", "jwt.secret")?,
                 "server.data_dir",
             )
         }
@@ -454,9 +520,15 @@ fn read_secret_file(path: &Path, key: &str) -> Result<SecretString, SettingsErro
     ))
 }
 
-/// Reads `<data_dir>/jwt.key`, creating it (mode 0600) on first start.
-fn generated_secret(data_dir: &Path) -> Result<SecretString, SettingsError> {
-    let path = data_dir.join("jwt.key");
+/// Reads `<data_dir>/<file_name>`, creating it (mode 0600, 32 random bytes
+/// base64url) on first start: the development default of a key whose
+/// `setting` is unset.
+pub fn generated_key_file(
+    data_dir: &Path,
+    file_name: &str,
+    setting: &str,
+) -> Result<SecretString, SettingsError> {
+    let path = data_dir.join(file_name);
     if path.exists() {
         return read_secret_file(&path, "server.data_dir");
     }
@@ -477,8 +549,8 @@ fn generated_secret(data_dir: &Path) -> Result<SecretString, SettingsError> {
     })?;
     tracing::warn!(
         path = %path.display(),
-        "no jwt.secret configured: generated an HS256 key and kept it in the data folder; \
-         set jwt.secret or jwt.secret_file for production"
+        "no {setting} configured: generated a key and kept it in the data folder; \
+         set {setting} for production"
     );
     Ok(SecretString::from(secret))
 }
@@ -508,6 +580,7 @@ mod tests {
             username: "alice",
             role,
             email_verified: false,
+            sign_in: SignIn::Password,
         }
     }
     use jsonwebtoken::{Algorithm as Alg, EncodingKey, Header, encode};

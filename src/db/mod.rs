@@ -4,6 +4,7 @@
 pub mod legacy_accounts;
 pub mod legacy_tokens;
 pub mod login_failures;
+pub mod mfa;
 pub mod one_time_tokens;
 pub mod refresh_tokens;
 pub mod revocations;
@@ -422,9 +423,10 @@ mod tests {
                  '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)",
         )
         .unwrap();
-        // The account-lifecycle migration, then the Django one.
-        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
-        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        // The MFA and account-lifecycle migrations, then the Django one.
+        for _ in 0..3 {
+            conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        }
         assert_eq!(
             texts(&mut conn, "SELECT password_hash AS value FROM users"),
             ["!pbkdf2_sha256$1$s$h"]

@@ -17,6 +17,8 @@ pub struct RefreshToken {
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub rotated_at: Option<NaiveDateTime>,
+    /// How the family's user signed in (RFC 8176 values, space-separated).
+    pub amr: String,
 }
 
 #[derive(Debug, Insertable)]
@@ -27,6 +29,7 @@ pub struct NewRefreshToken<'a> {
     pub user_id: &'a str,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+    pub amr: &'a str,
 }
 
 /// What presenting a refresh token came to.
@@ -57,8 +60,8 @@ pub fn find(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<Ref
 }
 
 /// Atomically retires `presented_hash` and stores `successor_hash` in its
-/// family, then runs `on_rotated` (to read the user and stamp the new access
-/// token) before committing.
+/// family (with its `amr`), then runs `on_rotated` on the presented token's
+/// row (to read the user and stamp the new access token) before committing.
 ///
 /// The owner's user row is locked first, as a password change or "log out
 /// everywhere" does, so those and a rotation serialise: either the rotation
@@ -74,7 +77,7 @@ pub fn rotate<T>(
     now: NaiveDateTime,
     ttl: TimeDelta,
     reuse_grace: TimeDelta,
-    on_rotated: impl FnOnce(&mut DbConnection, &str) -> QueryResult<T>,
+    on_rotated: impl FnOnce(&mut DbConnection, &RefreshToken) -> QueryResult<T>,
 ) -> QueryResult<Rotation<T>> {
     conn.transaction(|conn| {
         let owner = refresh_tokens::table
@@ -122,9 +125,10 @@ pub fn rotate<T>(
                 user_id: &presented.user_id,
                 created_at: now,
                 expires_at: now + ttl,
+                amr: &presented.amr,
             },
         )?;
-        let session = on_rotated(conn, &presented.user_id)?;
+        let session = on_rotated(conn, &presented)?;
         Ok(Rotation::Rotated {
             user_id: presented.user_id,
             session,

@@ -27,6 +27,34 @@ diesel::table! {
 }
 
 diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        failures -> Integer,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mfa_recovery_codes (code_hash) {
+        code_hash -> Text,
+        user_id -> Text,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_totp (user_id) {
+        user_id -> Text,
+        sealed_secret -> Text,
+        confirmed_at -> Nullable<Timestamp>,
+        last_step -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     one_time_tokens (token_hash) {
         token_hash -> Text,
         user_id -> Text,
@@ -45,6 +73,7 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         rotated_at -> Nullable<Timestamp>,
+        amr -> Text,
     }
 }
 
@@ -76,6 +105,9 @@ diesel::table! {
 
 diesel::joinable!(legacy_accounts -> users (user_id));
 diesel::joinable!(legacy_tokens -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(mfa_recovery_codes -> users (user_id));
+diesel::joinable!(mfa_totp -> users (user_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
 
@@ -83,6 +115,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     legacy_accounts,
     legacy_tokens,
     login_failures,
+    mfa_challenges,
+    mfa_recovery_codes,
+    mfa_totp,
     one_time_tokens,
     refresh_tokens,
     revoked_tokens,

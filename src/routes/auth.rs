@@ -7,7 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::sessions::{TokenPair, TokenStatus};
+use crate::auth::sessions::{SecondFactor, TokenPair, TokenStatus};
 use crate::auth::tokens::Claims;
 use crate::domain::Role;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
@@ -18,7 +18,9 @@ use crate::state::AppState;
 
 /// This module's operations, for the OpenAPI document.
 #[derive(OpenApi)]
-#[openapi(paths(login, exchange, refresh, logout, logout_all, verify, introspect))]
+#[openapi(paths(
+    login, verify_mfa, exchange, refresh, logout, logout_all, verify, introspect
+))]
 pub struct Api;
 
 /// The OAuth 2.0 token response (RFC 6749 §5.1).
@@ -98,6 +100,73 @@ pub async fn login(
     let pair = state
         .sessions
         .login(&body.username, body.password, client)
+        .await?;
+    Ok(token_response(pair))
+}
+
+/// The second step of a login: the `mfa_token` and one code.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaVerifyRequest {
+    /// From the login's 403 `mfa_required` answer.
+    #[schema(value_type = String)]
+    mfa_token: SecretString,
+    /// A TOTP code from the authenticator app.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, example = "123456")]
+    code: Option<SecretString>,
+    /// Or one of the recovery codes, instead of `code`.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, example = "k7dm-3qpa-x9rt-2bnw")]
+    recovery_code: Option<SecretString>,
+}
+
+/// Finish a login with its second factor.
+///
+/// After a 403 `mfa_required` from `POST /auth/login`: the `mfa_token` it
+/// gave and a TOTP `code` (each accepted once) or a `recovery_code` (each
+/// usable once). The tokens say `amr` `["pwd","otp"]` (or `["pwd","mfa"]`)
+/// and `aal` `aal2`. Wrong codes count towards the login throttle; an
+/// `mfa_token` lives 5 minutes and dies after 5 wrong codes.
+#[utoipa::path(
+    post,
+    path = "/auth/mfa/verify",
+    tag = "auth",
+    operation_id = "verify_mfa",
+    request_body = MfaVerifyRequest,
+    responses(
+        (status = 200, description = "A token pair.", body = TokenResponse, headers(
+            ("Cache-Control" = String, description = "`no-store`"),
+            ("Pragma" = String, description = "`no-cache`"),
+        )),
+        (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "A wrong, expired or used code (`invalid_credentials`), or a dead `mfa_token` (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "Neither or both of `code` and `recovery_code` (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many wrong codes or failed logins (`throttled`).", body = Problem, content_type = PROBLEM_JSON, headers(
+            ("Retry-After" = i64, description = "Seconds until a code may be tried again."),
+        )),
+        (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
+    ),
+)]
+pub async fn verify_mfa(
+    state: web::Data<AppState>,
+    ClientAddress(client): ClientAddress,
+    JsonBody(body): JsonBody<MfaVerifyRequest>,
+) -> ApiResult<HttpResponse> {
+    let factor = match (body.code, body.recovery_code) {
+        (Some(code), None) => SecondFactor::Totp(code),
+        (None, Some(code)) => SecondFactor::RecoveryCode(code),
+        _ => {
+            return Err(ApiError::validation_field(
+                "code",
+                "Give either a TOTP code or a recovery code.",
+            ));
+        }
+    };
+    let pair = state
+        .sessions
+        .verify_mfa(body.mfa_token, factor, client)
         .await?;
     Ok(token_response(pair))
 }
@@ -278,6 +347,7 @@ pub async fn logout_all(
         (status = 200, description = "The token's claims.", body = ClaimsSchema, headers(
             ("X-User-Id" = String, description = "The token's `sub`: the user's id."),
             ("X-User-Role" = RoleSchema, description = "The token's `role`."),
+            ("X-User-Aal" = String, description = "The token's `aal`: `aal1`, or `aal2` after a second factor."),
             ("Cache-Control" = String, description = "`no-store`"),
         )),
         (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
@@ -289,6 +359,9 @@ pub async fn verify(Authenticated(claims): Authenticated) -> HttpResponse {
         response.insert_header(("X-User-Id", value));
     }
     response.insert_header(("X-User-Role", claims.role.as_str()));
+    if let Ok(value) = HeaderValue::from_str(&claims.aal) {
+        response.insert_header(("X-User-Aal", value));
+    }
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     response.json(claims)
 }

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod docs;
+pub mod mfa;
 pub mod ops;
 pub mod pages;
 pub mod recovery;
@@ -69,6 +70,21 @@ fn endpoints() -> Vec<Endpoint> {
             vec![on(Method::POST, || web::to(auth::introspect))],
         ),
         (
+            "/auth/mfa/totp",
+            vec![
+                on(Method::POST, || web::to(mfa::start_totp)),
+                on(Method::DELETE, || web::to(mfa::remove_totp)),
+            ],
+        ),
+        (
+            "/auth/mfa/totp/confirm",
+            vec![on(Method::POST, || web::to(mfa::confirm_totp))],
+        ),
+        (
+            "/auth/mfa/verify",
+            vec![on(Method::POST, || web::to(auth::verify_mfa))],
+        ),
+        (
             "/auth/password-reset",
             vec![on(Method::POST, || {
                 web::to(recovery::request_password_reset)
@@ -127,6 +143,7 @@ pub fn route_table() -> Vec<(Method, &'static str)> {
 pub fn document() -> utoipa::openapi::OpenApi {
     crate::openapi::assemble([
         auth::Api::openapi(),
+        mfa::Api::openapi(),
         recovery::Api::openapi(),
         users::Api::openapi(),
         ops::Api::openapi(),

@@ -10,6 +10,7 @@ mod governance;
 mod helpers;
 mod keys;
 mod mail;
+mod mfa;
 mod openapi;
 mod ops;
 mod recovery;

@@ -125,6 +125,7 @@ async fn expired_revocations_and_refresh_tokens_are_pruned(backend: Backend) {
             user_id: &user.id,
             created_at: past - TimeDelta::hours(1),
             expires_at: past,
+            amr: "pwd",
         },
     )
     .unwrap();
