@@ -283,6 +283,14 @@ run_mode() {
     check "$mode" "$name" "$expect" "$forged"
   done <"$dir/forged.tsv"
 
+  if [ "$mode" = HS256 ]; then
+    log "$mode: TOTP with pyotp as the authenticator (examples/interop/python/totp_flow.py)"
+    local totp_cell=ok
+    "$PY" "$INTEROP/python/totp_flow.py" --base "$BASE" --username interop --password interop-password-1 ||
+      totp_cell="disagrees FAIL"
+    record "$mode" "totp-with-pyotp" "-" "$totp_cell" "-" "-" "-"
+  fi
+
   log "$mode: logout: stateless validation versus /auth/introspect"
   local other intro
   other=$(login "$dir/login2.json") # a token of its own to call /auth/introspect with
