@@ -46,13 +46,17 @@ pub fn record_failure(
     if restarted == 1 || increment(conn, account)? {
         return Ok(());
     }
-    let inserted = diesel::insert_into(login_failures::table)
-        .values((
-            login_failures::account.eq(account),
-            login_failures::failures.eq(1),
-            login_failures::window_started_at.eq(now),
-        ))
-        .execute(conn);
+    // In its own (nested: a savepoint) transaction, so that a unique
+    // violation leaves a caller's enclosing PostgreSQL transaction usable.
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(login_failures::table)
+            .values((
+                login_failures::account.eq(account),
+                login_failures::failures.eq(1),
+                login_failures::window_started_at.eq(now),
+            ))
+            .execute(conn)
+    });
     match inserted {
         Ok(_) => Ok(()),
         // Another instance inserted the row meanwhile: count on it.

@@ -20,6 +20,7 @@ backend_tests!(
     an_mfa_token_is_single_use,
     an_mfa_token_dies_after_five_wrong_codes,
     wrong_codes_count_towards_the_account_throttle,
+    concurrent_wrong_codes_are_each_counted,
     a_refresh_keeps_amr_and_aal,
     removing_totp_with_the_password_makes_the_login_one_step_again,
     removing_totp_with_a_wrong_code_is_refused,
@@ -281,6 +282,25 @@ async fn wrong_codes_count_towards_the_account_throttle(backend: Backend) {
     }
     let response = login(&app).await;
     assert_problem(response, 429, "throttled").await;
+}
+
+async fn concurrent_wrong_codes_are_each_counted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, secret, _) = enrolled(&app).await;
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(mfa_token(&app).await);
+    }
+    let wrong = code(&secret, 20);
+    let bodies: Vec<Value> = tokens
+        .iter()
+        .map(|token| json!({"mfa_token": token, "code": wrong}))
+        .collect();
+    let attempts = bodies.iter().map(|body| verify(&app, body));
+    for response in futures_util::future::join_all(attempts).await {
+        assert_problem(response, 401, "invalid_credentials").await;
+    }
+    assert_problem(login(&app).await, 429, "throttled").await;
 }
 
 async fn a_refresh_keeps_amr_and_aal(backend: Backend) {
