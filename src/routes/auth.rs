@@ -84,6 +84,7 @@ pub struct LoginRequest {
         )),
         (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "Unknown user or wrong password, indistinguishably (`invalid_credentials`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "The right password on an account with a second factor (`mfa_required`, with the extension members `mfa_token` and `methods`: finish with `POST /auth/mfa/verify`), or an unverified email when `auth.require_verified_email` is on (`email_not_verified`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A field is missing, unknown or mistyped (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "Too many failed logins for this account or from this address (`throttled`), even with the right password.", body = Problem, content_type = PROBLEM_JSON, headers(
@@ -104,21 +105,45 @@ pub async fn login(
     Ok(token_response(pair))
 }
 
-/// The second step of a login: the `mfa_token` and one code.
-#[derive(Deserialize, ToSchema)]
+/// The second step of a login: the `mfa_token` and one code (its schema
+/// is [`MfaVerifySchema`]).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MfaVerifyRequest {
-    /// From the login's 403 `mfa_required` answer.
-    #[schema(value_type = String)]
     mfa_token: SecretString,
-    /// A TOTP code from the authenticator app.
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, example = "123456")]
     code: Option<SecretString>,
-    /// Or one of the recovery codes, instead of `code`.
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, example = "k7dm-3qpa-x9rt-2bnw")]
     recovery_code: Option<SecretString>,
+}
+
+/// The `mfa_token` and a TOTP code, or the `mfa_token` and a recovery code.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = MfaVerifyRequest)]
+pub enum MfaVerifySchema {
+    Totp(MfaVerifyWithCode),
+    Recovery(MfaVerifyWithRecoveryCode),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaVerifyWithCode {
+    /// From the login's 403 `mfa_required` answer.
+    mfa_token: String,
+    /// A TOTP code from the authenticator app.
+    #[schema(example = "123456")]
+    code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaVerifyWithRecoveryCode {
+    /// From the login's 403 `mfa_required` answer.
+    mfa_token: String,
+    /// One of the recovery codes, each usable once.
+    #[schema(example = "k7dm-3qpa-x9rt-2bnw")]
+    recovery_code: String,
 }
 
 /// Finish a login with its second factor.
@@ -133,7 +158,7 @@ pub struct MfaVerifyRequest {
     path = "/auth/mfa/verify",
     tag = "auth",
     operation_id = "verify_mfa",
-    request_body = MfaVerifyRequest,
+    request_body = MfaVerifySchema,
     responses(
         (status = 200, description = "A token pair.", body = TokenResponse, headers(
             ("Cache-Control" = String, description = "`no-store`"),

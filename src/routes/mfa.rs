@@ -55,16 +55,38 @@ pub struct RecoveryCodesResponse {
     recovery_codes: Vec<String>,
 }
 
-/// A current code, or the password, to remove TOTP.
-#[derive(Deserialize, ToSchema)]
+/// A current code, or the password, to remove TOTP (its schema is
+/// [`TotpRemoveSchema`]).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TotpRemoveRequest {
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, example = "123456")]
     code: Option<SecretString>,
     #[serde(default, deserialize_with = "not_null")]
-    #[schema(value_type = String, format = Password)]
     password: Option<SecretString>,
+}
+
+/// A current TOTP code, or the account's password.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = TotpRemoveRequest)]
+pub enum TotpRemoveSchema {
+    Code(TotpCodeSchema),
+    Password(TotpPasswordSchema),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpCodeSchema {
+    #[schema(example = "123456")]
+    code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpPasswordSchema {
+    #[schema(format = Password)]
+    password: String,
 }
 
 fn no_store(mut response: actix_web::HttpResponseBuilder) -> actix_web::HttpResponseBuilder {
@@ -154,7 +176,7 @@ pub async fn confirm_totp(
     tag = "mfa",
     operation_id = "remove_totp",
     security(("bearer" = [])),
-    request_body = TotpRemoveRequest,
+    request_body = TotpRemoveSchema,
     responses(
         (status = 204, description = "TOTP and the recovery codes are gone."),
         (status = 400, description = "Malformed JSON (`parse_error`), or a wrong password (`invalid_current_password`).", body = Problem, content_type = PROBLEM_JSON),
