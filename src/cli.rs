@@ -132,9 +132,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         return generate_keys(algorithm, out);
     }
     let settings = Settings::load().map_err(|e| e.to_string())?;
-    telemetry::init(&settings);
+    // Held to the end of the command: the server has stopped and its mails
+    // have drained by then, and dropping it writes out the queued lines.
+    let log = telemetry::init(&settings);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
+        Command::Serve => serve(settings, &log).await,
         Command::Migrate => migrate(settings).await,
         Command::User {
             command:
@@ -261,10 +263,11 @@ fn generate_keys(algorithm: &str, out: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(settings: Settings) -> Result<(), String> {
+async fn serve(settings: Settings, log: &telemetry::LogGuard) -> Result<(), String> {
     let application = Application::build(settings.clone())
         .await
         .map_err(|e| e.to_string())?;
+    application.count_dropped_log_lines(log.dropped_lines());
     tracing::info!(
         bind = %settings.server.bind,
         port = application.port(),

@@ -4,12 +4,16 @@
 //! (`/users/{id}`), never the raw path, and methods outside the standard set
 //! are folded into `OTHER`, so no client can grow the series count.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+use tracing_appender::non_blocking::ErrorCounter;
 
 /// Every metric tessera exports.
 pub struct Metrics {
@@ -31,6 +35,34 @@ pub struct Metrics {
     emails: IntCounterVec,
     /// When the legacy-hash gauge was last counted (Unix seconds).
     legacy_counted_at: std::sync::atomic::AtomicI64,
+    /// The log writer's count of dropped lines, once the server has a log.
+    log_lines_dropped: Arc<OnceLock<ErrorCounter>>,
+}
+
+const LOG_LINES_DROPPED: &str = "tessera_log_lines_dropped_total";
+const LOG_LINES_DROPPED_HELP: &str =
+    "Log lines dropped because the log writer's queue was full (the writer could not keep up)";
+
+/// `tessera_log_lines_dropped_total`, read from the log writer's own
+/// counter at each scrape (0 while no log writer is attached, as in tests
+/// that build the application without `telemetry::init`).
+struct DroppedLogLines {
+    desc: Desc,
+    source: Arc<OnceLock<ErrorCounter>>,
+}
+
+impl Collector for DroppedLogLines {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let dropped = self.source.get().map_or(0, ErrorCounter::dropped_lines);
+        let counter = IntCounter::new(LOG_LINES_DROPPED, LOG_LINES_DROPPED_HELP)
+            .unwrap_or_else(|_| unreachable!("static metric definition"));
+        counter.inc_by(u64::try_from(dropped).unwrap_or(u64::MAX));
+        counter.collect()
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -89,6 +121,17 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable!("static metric definition"));
         let _ = registry.register(Box::new(http_duration.clone()));
+        let log_lines_dropped = Arc::new(OnceLock::new());
+        let _ = registry.register(Box::new(DroppedLogLines {
+            desc: Desc::new(
+                LOG_LINES_DROPPED.to_owned(),
+                LOG_LINES_DROPPED_HELP.to_owned(),
+                Vec::new(),
+                std::collections::HashMap::new(),
+            )
+            .unwrap_or_else(|_| unreachable!("static metric definition")),
+            source: Arc::clone(&log_lines_dropped),
+        }));
         Self {
             http_requests: counter(
                 &registry,
@@ -170,8 +213,15 @@ impl Metrics {
                 &["kind", "outcome"],
             ),
             legacy_counted_at: std::sync::atomic::AtomicI64::new(i64::MIN),
+            log_lines_dropped,
             registry,
         }
+    }
+
+    /// Reports the log writer's dropped lines as
+    /// `tessera_log_lines_dropped_total`; the first writer attached stays.
+    pub fn count_dropped_log_lines(&self, dropped: ErrorCounter) {
+        let _ = self.log_lines_dropped.set(dropped);
     }
 
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
@@ -301,4 +351,56 @@ fn status_label(status: u16) -> &'static str {
         },
         |(_, label)| label,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that holds every write until the test lets it go.
+    struct Stalled(std::sync::mpsc::Receiver<()>);
+
+    impl std::io::Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn dropped(metrics: &Metrics) -> u64 {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&metrics.registry.gather(), &mut buffer)
+            .unwrap();
+        String::from_utf8(buffer)
+            .unwrap()
+            .lines()
+            .find_map(|line| line.strip_prefix("tessera_log_lines_dropped_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn lines_a_full_log_queue_drops_are_counted() {
+        let metrics = Metrics::new();
+        assert_eq!(dropped(&metrics), 0, "no writer yet");
+        let (release, held) = std::sync::mpsc::channel();
+        let (mut writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(true)
+            .buffered_lines_limit(1)
+            .finish(Stalled(held));
+        metrics.count_dropped_log_lines(writer.error_counter());
+        for _ in 0..10 {
+            std::io::Write::write_all(&mut writer, b"line\n").unwrap();
+        }
+        // At most one line in the writer and one in the queue.
+        assert!(dropped(&metrics) >= 8);
+        drop(release);
+        drop(guard);
+    }
 }

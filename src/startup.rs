@@ -103,6 +103,11 @@ impl Application {
         self.port
     }
 
+    /// Reports the log writer's dropped lines in `/metrics`.
+    pub fn count_dropped_log_lines(&self, dropped: tracing_appender::non_blocking::ErrorCounter) {
+        self.state.metrics.count_dropped_log_lines(dropped);
+    }
+
     /// Serves until SIGINT/SIGTERM (actix drains in-flight requests), pruning
     /// expired rows in the background meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

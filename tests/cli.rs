@@ -609,6 +609,121 @@ fn user_disable_names_an_unknown_user() {
     );
 }
 
+/// Runs `tessera serve` with `log.format = FORMAT`, sends `GET /healthz`
+/// (with a request id) and `GET /users/x` (no token: 401), stops it with
+/// SIGTERM, and returns everything it logged: the lines still queued for
+/// the log writer at the stop must come out too.
+fn access_log_of_a_served_run(format: &str) -> Vec<String> {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .current_dir(dir.path())
+        .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
+        .env("TESSERA__LOG__FORMAT", format)
+        .env("TESSERA__LOG__LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let reading = std::thread::spawn(move || {
+        for line in reader.lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut logged = Vec::new();
+    let port = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("tessera logs that it listens");
+        let port = line
+            .contains("tessera listening")
+            .then(|| {
+                let digits = line.split("port").nth(1)?;
+                let digits: String = digits
+                    .chars()
+                    .skip_while(|c| !c.is_ascii_digit())
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse::<u16>().ok()
+            })
+            .flatten();
+        logged.push(line);
+        if let Some(port) = port {
+            break port;
+        }
+    };
+    for request in [
+        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: access-log-test-1\r\nConnection: close\r\n\r\n",
+        "GET /users/x HTTP/1.1\r\nHost: t\r\nX-Request-Id: access-log-test-2\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+    }
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success(), "a clean stop");
+    reading.join().unwrap();
+    logged.extend(lines.try_iter());
+    logged
+}
+
+#[test]
+fn the_json_access_log_carries_request_id_method_route_status_and_latency() {
+    let logged = access_log_of_a_served_run("json");
+    let requests: Vec<serde_json::Value> = logged
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == "request")
+        .collect();
+    assert_eq!(requests.len(), 2, "{logged:#?}");
+    for (line, (id, route, status)) in requests.iter().zip([
+        ("access-log-test-1", "/healthz", 200),
+        ("access-log-test-2", "/users/{id}", 401),
+    ]) {
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert!(line["timestamp"].is_string(), "{line}");
+        assert_eq!(line["target"], "tessera::telemetry", "{line}");
+        assert_eq!(line["method"], "GET", "{line}");
+        assert_eq!(line["route"], route, "{line}");
+        assert_eq!(line["status"], status, "{line}");
+        assert!(line["latency_ms"].as_f64().unwrap() >= 0.0, "{line}");
+        assert_eq!(line["span"]["name"], "request", "{line}");
+        assert_eq!(line["span"]["request_id"], id, "{line}");
+    }
+}
+
+#[test]
+fn the_text_access_log_carries_request_id_method_route_status_and_latency() {
+    let logged = access_log_of_a_served_run("text");
+    let requests: Vec<&String> = logged
+        .iter()
+        .filter(|line| line.contains("tessera::telemetry") && line.contains(": request "))
+        .collect();
+    assert_eq!(requests.len(), 2, "{logged:#?}");
+    for (line, expected) in requests.iter().zip([
+        [
+            " INFO request{request_id=\"access-log-test-1\"}",
+            "method=GET route=\"/healthz\" status=200 latency_ms=",
+        ],
+        [
+            " INFO request{request_id=\"access-log-test-2\"}",
+            "method=GET route=\"/users/{id}\" status=401 latency_ms=",
+        ],
+    ]) {
+        for part in expected {
+            assert!(line.contains(part), "{line} lacks {part}");
+        }
+    }
+}
+
 /// One HTTP/1.1 request on a new connection, sent whole; the response is
 /// read later with [`read_response`].
 fn send_request(port: u16, method: &str, path: &str, body: &str) -> std::net::TcpStream {

@@ -18,6 +18,7 @@ use actix_web::{HttpRequest, Resource, Route, web};
 use utoipa::OpenApi as _;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::telemetry::RouteTemplate;
 
 /// A handler as the router mounts it.
 type Handler = fn() -> Route;
@@ -169,14 +170,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// A resource whose other methods get 405 with an `Allow` header.
-fn endpoint(path: &str, routes: Vec<(Method, Route)>) -> Resource {
+/// A resource whose other methods get 405 with an `Allow` header, and
+/// which tells the access log and the metrics its template.
+fn endpoint(path: &'static str, routes: Vec<(Method, Route)>) -> Resource {
     let allow = routes
         .iter()
         .map(|(method, _)| method.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let mut resource = web::resource(path);
+    let mut resource = web::resource(path).app_data(RouteTemplate(path));
     for (method, route) in routes {
         resource = resource.route(route.method(method));
     }

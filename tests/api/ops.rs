@@ -301,6 +301,8 @@ async fn metrics_count_requests_by_route_template_and_auth_outcomes(backend: Bac
         "tessera_db_pool_connections_in_use ",
         "tessera_db_pool_wait_seconds_count",
         "tessera_http_request_duration_seconds_bucket",
+        // No log writer in the test server: none dropped.
+        "tessera_log_lines_dropped_total 0",
     ] {
         assert!(text.contains(expected), "missing {expected}\n{text}");
     }

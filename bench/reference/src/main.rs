@@ -1,8 +1,9 @@
-//! The bare reference handler for `bench/load.sh`: `GET /verify` checks the
+//! The bare reference handlers for `bench/load.sh`: `GET /verify` checks the
 //! `Authorization: Bearer <jwt>` token exactly as tessera does (HS256 pinned,
 //! issuer, audience, 30 s leeway, `exp`, `nbf`, `iat`, `iss`, `aud` and `sub`
-//! required) and answers its `sub` as text; anything else is 401. No
-//! middleware, no logging, no metrics.
+//! required) and answers its `sub` as text; anything else is 401. `GET /hello`
+//! answers `{"status":"ok"}` as JSON, as tessera's `/healthz` does: the
+//! ceiling of a route that does nothing. No middleware, no logging, no metrics.
 //!
 //! Environment: `REFERENCE_BIND` (default 127.0.0.1:8090), `REFERENCE_SECRET`
 //! (the HS256 key, required), `REFERENCE_ISSUER` and `REFERENCE_AUDIENCE`
@@ -45,6 +46,12 @@ async fn verify(req: HttpRequest, verifier: web::Data<Verifier>) -> HttpResponse
     }
 }
 
+async fn hello() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(r#"{"status":"ok"}"#)
+}
+
 fn env(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
@@ -77,6 +84,7 @@ async fn main() -> std::io::Result<()> {
         App::new()
             .app_data(verifier.clone())
             .route("/verify", web::get().to(verify))
+            .route("/hello", web::get().to(hello))
     })
     .workers(workers)
     .bind(env("REFERENCE_BIND", "127.0.0.1:8090"))?
