@@ -172,7 +172,11 @@ impl Mailer {
                 max_attempts: settings.max_attempts.get(),
                 initial: settings.retry_initial_secs.duration(),
             };
-            actix_web::rt::spawn(deliver_forever(
+            // On the runtime, not the thread's local set: lettre's pooled
+            // connections spawn their clean-up when dropped, which panics
+            // outside a runtime context, and a local set's tasks are dropped
+            // outside it when the process (or a test) ends.
+            tokio::spawn(deliver_forever(
                 receiver,
                 transport,
                 policy,
