@@ -34,6 +34,15 @@ fn tessera(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], stdin: &s
     child.wait_with_output().expect("tessera output")
 }
 
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -363,11 +372,7 @@ fn list_settings_are_comma_separated_in_the_environment() {
 #[test]
 fn healthcheck_succeeds_against_a_running_server_and_fails_without_one() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let bind = format!("0.0.0.0:{port}");
     let env = [("TESSERA__SERVER__BIND", bind.as_str())];
     let down = tessera(dir.path(), &["healthcheck"], &env, "");
@@ -755,11 +760,7 @@ fn read_response(mut stream: std::net::TcpStream) -> String {
 #[test]
 fn sigterm_answers_every_login_in_flight_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut server = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .current_dir(dir.path())
         .env("TESSERA__SERVER__BIND", format!("127.0.0.1:{port}"))

@@ -107,6 +107,11 @@ async fn verify(app: &TestApp, body: &Value) -> reqwest::Response {
     app.post_json("/auth/mfa/verify", None, body).await
 }
 
+/// The second step with a TOTP code.
+async fn verify_code(app: &TestApp, mfa_token: &str, code: &str) -> reqwest::Response {
+    verify(app, &json!({"mfa_token": mfa_token, "code": code})).await
+}
+
 async fn starting_totp_gives_a_secret_and_an_otpauth_uri_and_changes_nothing_yet(backend: Backend) {
     let app = spawn_app(backend).await;
     let user = app.user("alice").await;
@@ -164,7 +169,7 @@ async fn a_totp_code_finishes_the_login_with_amr_otp_and_aal2(backend: Backend) 
     let (_, secret, _) = enrolled(&app).await;
     let token = mfa_token(&app).await;
     // The confirmation used this step's code: the next step's is new.
-    let response = verify(&app, &json!({"mfa_token": token, "code": code(&secret, 1)})).await;
+    let response = verify_code(&app, &token, &code(&secret, 1)).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let access = body["access_token"].as_str().unwrap();
@@ -192,25 +197,13 @@ async fn a_totp_code_is_accepted_only_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, secret, _) = enrolled(&app).await;
     let next = code(&secret, 1);
-    let first = verify(
-        &app,
-        &json!({"mfa_token": mfa_token(&app).await, "code": next}),
-    )
-    .await;
+    let first = verify_code(&app, &mfa_token(&app).await, &next).await;
     assert_eq!(first.status(), 200);
-    let replay = verify(
-        &app,
-        &json!({"mfa_token": mfa_token(&app).await, "code": next}),
-    )
-    .await;
+    let replay = verify_code(&app, &mfa_token(&app).await, &next).await;
     assert_problem(replay, 401, "invalid_credentials").await;
     // The confirmation's own code is spent too.
     let confirmation = code(&secret, 0);
-    let again = verify(
-        &app,
-        &json!({"mfa_token": mfa_token(&app).await, "code": confirmation}),
-    )
-    .await;
+    let again = verify_code(&app, &mfa_token(&app).await, &confirmation).await;
     assert_problem(again, 401, "invalid_credentials").await;
 }
 
@@ -240,13 +233,9 @@ async fn an_mfa_token_is_single_use(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, secret, _) = enrolled(&app).await;
     let token = mfa_token(&app).await;
-    let first = verify(&app, &json!({"mfa_token": token, "code": code(&secret, 1)})).await;
+    let first = verify_code(&app, &token, &code(&secret, 1)).await;
     assert_eq!(first.status(), 200);
-    let second = verify(
-        &app,
-        &json!({"mfa_token": token, "code": code(&secret, -1)}),
-    )
-    .await;
+    let second = verify_code(&app, &token, &code(&secret, -1)).await;
     assert_problem(second, 401, "invalid_token").await;
 }
 
@@ -255,14 +244,10 @@ async fn an_mfa_token_dies_after_five_wrong_codes(backend: Backend) {
     let (_, secret, _) = enrolled(&app).await;
     let token = mfa_token(&app).await;
     for _ in 0..5 {
-        let wrong = verify(
-            &app,
-            &json!({"mfa_token": token, "code": code(&secret, 20)}),
-        )
-        .await;
+        let wrong = verify_code(&app, &token, &code(&secret, 20)).await;
         assert_problem(wrong, 401, "invalid_credentials").await;
     }
-    let right = verify(&app, &json!({"mfa_token": token, "code": code(&secret, 1)})).await;
+    let right = verify_code(&app, &token, &code(&secret, 1)).await;
     assert_problem(right, 401, "invalid_token").await;
 }
 
@@ -272,11 +257,7 @@ async fn wrong_codes_count_towards_the_account_throttle(backend: Backend) {
     // auth.login_max_failures is 5: two tokens, five wrong codes in all.
     for (token, tries) in [(mfa_token(&app).await, 3), (mfa_token(&app).await, 2)] {
         for _ in 0..tries {
-            let wrong = verify(
-                &app,
-                &json!({"mfa_token": token, "code": code(&secret, 20)}),
-            )
-            .await;
+            let wrong = verify_code(&app, &token, &code(&secret, 20)).await;
             assert_problem(wrong, 401, "invalid_credentials").await;
         }
     }
@@ -307,7 +288,7 @@ async fn a_refresh_keeps_amr_and_aal(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, secret, _) = enrolled(&app).await;
     let token = mfa_token(&app).await;
-    let body: Value = verify(&app, &json!({"mfa_token": token, "code": code(&secret, 1)}))
+    let body: Value = verify_code(&app, &token, &code(&secret, 1))
         .await
         .json()
         .await
