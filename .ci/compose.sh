@@ -59,7 +59,7 @@ build_image() {
     tail -40 "$work/build.log" >&2
     fail "podman build of the Dockerfile failed"
   }
-  grep -cE 'Using cache' "$work/build.log" | sed 's/^/  layers from the cache: /'
+  awk '/Using cache/ { n++ } END { print "  layers from the cache: " n + 0 }' "$work/build.log"
 }
 step "podman build tessera:latest (the Dockerfile; cached after .ci/image.sh)" build_image
 

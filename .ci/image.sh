@@ -123,6 +123,13 @@ check_healthcheck() {
 }
 step "HEALTHCHECK (tessera healthcheck)" check_healthcheck
 
+# How many of the logins in flight have an answer matching the status pattern
+# (awk, not grep: a grep that matches nothing fails the pipeline, and under
+# `set -e` that ended the script silently while no login had been answered).
+count_answers() {
+  awk -v pattern="^$1\$" '$0 ~ pattern { n++ } END { print n + 0 }' "$work"/drain.*
+}
+
 # Logins in flight (each an Argon2 hash, two at a time on two cores) when
 # SIGTERM arrives must all be answered: actix stops accepting and drains.
 # (actix-server before 2.9.1 could drop a worker, and its requests, when the
@@ -137,7 +144,7 @@ check_stop() {
   # had time to read every request, so none is merely queued for a worker.
   for i in $(seq 1 100); do
     connected=$(ss -Htn state established "( dport = :$port )" | wc -l)
-    answered=$(cat "$work"/drain.* | grep -o '[0-9][0-9][0-9]' | wc -l)
+    answered=$(count_answers '[0-9][0-9][0-9]')
     [ $((connected + answered)) -lt $total ] || break
     sleep 0.05
   done
@@ -148,11 +155,11 @@ check_stop() {
     || { cat "$work/podman.err" >&2; fail "podman stop failed"; }
   elapsed=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   wait
-  answered=$(cat "$work"/drain.* | grep -o 200 | wc -l)
+  answered=$(count_answers 200)
   code=$(podman inspect --format '{{.State.ExitCode}}' "$first")
   echo "podman stop: exit status $code after $elapsed s (shutdown timeout ${shutdown_timeout} s)"
   echo "logins in flight at the stop answered 200: $answered of $total"
-  podman logs "$first" 2>&1 | grep -E 'graceful|idle worker' | sed 's/^/  log: /' | cut -c1-200
+  podman logs "$first" 2>&1 | awk '/graceful|idle worker/ { print "  log: " substr($0, 1, 194) }'
   echo "  logins answered after the SIGTERM: $(podman logs "$first" 2>&1 | awk '/SIGTERM received/ { after = 1 } after && /route="\/auth\/login" status=200/ { n++ } END { print n + 0 }')"
   [ "$code" = 0 ] || fail "the stopped container exited with status $code, expected 0"
   awk -v e="$elapsed" -v t="$shutdown_timeout" 'BEGIN { exit !(e < t) }' \

@@ -18,6 +18,7 @@ podman_setup() {
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   [ -x /usr/lib/cni/dnsname ] || missing+=(golang-github-containernetworking-plugin-dnsname)
   command -v curl >/dev/null || missing+=(curl)
+  command -v ss >/dev/null || missing+=(iproute2)
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
   mkdir -p "$ci_cache"
   cat >"$ci_cache/containers.conf" <<'EOF'
