@@ -86,6 +86,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    user_count (id) {
+        id -> Integer,
+        n -> BigInt,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Text,
         username -> Text,
@@ -121,5 +128,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     one_time_tokens,
     refresh_tokens,
     revoked_tokens,
+    user_count,
     users,
 );
