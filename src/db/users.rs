@@ -196,10 +196,15 @@ pub fn page(
         .into_boxed();
     query = match start {
         PageStart::Offset(offset) => query.offset(*offset),
+        // (created_at, id) > (after): the leading `>=` is what lets both
+        // planners start a range scan of the (created_at, id) index there;
+        // the OR alone made SQLite and PostgreSQL read from the start.
         PageStart::After(after) => query.filter(
-            users::created_at.gt(after.created_at).or(users::created_at
-                .eq(after.created_at)
-                .and(users::id.gt(after.id.clone()))),
+            users::created_at.ge(after.created_at).and(
+                users::created_at
+                    .gt(after.created_at)
+                    .or(users::id.gt(after.id.clone())),
+            ),
         ),
     };
     let mut items = query.load(conn)?;
