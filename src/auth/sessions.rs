@@ -192,7 +192,7 @@ store_errors!(
 /// What introspection found a token to be.
 pub enum TokenStatus {
     /// A valid, unrevoked access token.
-    Access(Claims),
+    Access(Box<Claims>),
     /// A current (not rotated, not expired) refresh token.
     Refresh {
         user_id: String,
@@ -691,7 +691,7 @@ impl Sessions {
         db::run(&self.db, move |conn| {
             if let Some(claims) = verified {
                 return match check_token_active(conn, &claims) {
-                    Ok(()) => Ok(TokenStatus::Access(claims)),
+                    Ok(()) => Ok(TokenStatus::Access(Box::new(claims))),
                     Err(AccessError::Store(error)) => Err(error),
                     Err(AccessError::UserGone | AccessError::Revoked) => Ok(TokenStatus::Inactive),
                 };

@@ -158,24 +158,30 @@ impl FromRequest for MaybeCurrentUser {
     }
 }
 
+/// An `Authorization: Basic` header that cannot be read.
+#[derive(Debug, Clone, Copy)]
+pub struct MalformedBasic;
+
 /// HTTP Basic credentials (RFC 7617) of a service client, each part
 /// form-urlencoded as RFC 6749 §2.3.1 asks. `Ok(None)` when the
 /// `Authorization` header is absent or of another scheme.
-pub fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>, ()> {
+pub fn basic_credentials(
+    req: &HttpRequest,
+) -> Result<Option<(String, SecretString)>, MalformedBasic> {
     use base64::Engine as _;
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let value = value.to_str().map_err(drop)?.trim();
+    let value = value.to_str().map_err(|_| MalformedBasic)?.trim();
     let (scheme, encoded) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
         return Ok(None);
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
-        .map_err(drop)?;
-    let decoded = String::from_utf8(decoded).map_err(drop)?;
-    let (id, secret) = decoded.split_once(':').ok_or(())?;
+        .map_err(|_| MalformedBasic)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| MalformedBasic)?;
+    let (id, secret) = decoded.split_once(':').ok_or(MalformedBasic)?;
     let unescape = |part: &str| -> String {
         form_urlencoded::parse(format!("x={part}").as_bytes())
             .next()

@@ -479,7 +479,7 @@ pub struct Introspection {
 impl Introspection {
     fn of(status: TokenStatus) -> Self {
         match status {
-            TokenStatus::Access(claims) => Self::of_access_token(claims),
+            TokenStatus::Access(claims) => Self::of_access_token(*claims),
             TokenStatus::Refresh {
                 user_id,
                 expires_at,
@@ -595,8 +595,9 @@ pub async fn authenticated_client(
     form_client: Option<(String, SecretString)>,
     address: Option<std::net::IpAddr>,
 ) -> ApiResult<Option<AuthenticatedClient>> {
-    let basic = extract::basic_credentials(req)
-        .map_err(|()| ApiError::from(crate::auth::clients::ClientAuthError::InvalidClient))?;
+    let basic = extract::basic_credentials(req).map_err(|extract::MalformedBasic| {
+        ApiError::from(crate::auth::clients::ClientAuthError::InvalidClient)
+    })?;
     let (id, secret) = match (basic, form_client) {
         (Some(_), Some(_)) => {
             return Err(ApiError::validation_field(

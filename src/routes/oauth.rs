@@ -163,7 +163,8 @@ fn presented_client(
     body_id: Option<String>,
     body_secret: Option<SecretString>,
 ) -> Result<PresentedClient, OAuthError> {
-    let basic = extract::basic_credentials(req).map_err(|()| OAuthError::invalid_client(true))?;
+    let basic = extract::basic_credentials(req)
+        .map_err(|extract::MalformedBasic| OAuthError::invalid_client(true))?;
     match (basic, body_id, body_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
             "Authenticate the client with HTTP Basic or in the body, not both.",
