@@ -9,6 +9,8 @@ pub mod one_time_tokens;
 pub mod refresh_tokens;
 pub mod revocations;
 pub mod schema;
+pub mod service_clients;
+pub mod sessions;
 pub mod users;
 
 use std::time::{Duration, Instant};

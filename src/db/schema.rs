@@ -86,6 +86,28 @@ diesel::table! {
 }
 
 diesel::table! {
+    service_clients (client_id) {
+        client_id -> Text,
+        name -> Text,
+        secret_hash -> Text,
+        scopes -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     user_count (id) {
         id -> Integer,
         n -> BigInt,
@@ -117,6 +139,7 @@ diesel::joinable!(mfa_recovery_codes -> users (user_id));
 diesel::joinable!(mfa_totp -> users (user_id));
 diesel::joinable!(one_time_tokens -> users (user_id));
 diesel::joinable!(refresh_tokens -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     legacy_accounts,
@@ -128,6 +151,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     one_time_tokens,
     refresh_tokens,
     revoked_tokens,
+    service_clients,
+    sessions,
     user_count,
     users,
 );
