@@ -30,6 +30,7 @@ use crate::auth::password::HashError;
 use secrecy::ExposeSecret;
 
 use crate::auth::mfa::TotpError;
+use crate::auth::passkeys::PasskeyError;
 use crate::auth::sessions::{AccessError, ExchangeError, LoginError, MfaError, RefreshError};
 use crate::db::StoreError;
 use crate::db::users::Taken;
@@ -449,7 +450,7 @@ impl From<LoginError> for ApiError {
             )
             .with_extension("methods", serde_json::Value::from(challenge.methods)),
             LoginError::Hashing(error) => error.into(),
-            LoginError::Signing(cause) => ApiError::internal(cause),
+            LoginError::Signing(cause) | LoginError::Internal(cause) => ApiError::internal(cause),
             LoginError::Store(error) => error.into(),
         }
     }
@@ -470,6 +471,32 @@ impl From<MfaError> for ApiError {
             MfaError::Unsealable(error) => ApiError::internal(error),
             MfaError::Signing(cause) => ApiError::internal(cause),
             MfaError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(error: PasskeyError) -> Self {
+        match error {
+            PasskeyError::UnknownCeremony => ApiError::validation_field(
+                "ceremony_id",
+                "Unknown, already used or expired: start again.",
+            ),
+            PasskeyError::Rejected(cause) => {
+                tracing::info!(%cause, "passkey registration refused");
+                ApiError::validation_field(
+                    "credential",
+                    "The authenticator's response does not verify for this ceremony.",
+                )
+            }
+            PasskeyError::AlreadyRegistered => ApiError::conflict(FieldErrors::from([(
+                "credential".to_owned(),
+                vec!["This passkey is already registered.".to_owned()],
+            )])),
+            PasskeyError::NotFound => ApiError::not_found("No passkey with that id."),
+            PasskeyError::UserGone => ApiError::invalid_token("The token's user no longer exists."),
+            PasskeyError::Internal(cause) => ApiError::internal(cause),
+            PasskeyError::Store(error) => error.into(),
         }
     }
 }

@@ -51,6 +51,7 @@ pub const DRF_TOKEN: &str = "drf_token";
     tags(
         (name = "auth", description = "Login, token refresh, logout, verification and introspection."),
         (name = "mfa", description = "Second factors: TOTP enrolment, its recovery codes, and removal."),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration, the list, removal, and the passwordless login."),
         (name = "recovery", description = "Password reset and email verification by mailed one-time links."),
         (name = "users", description = "Registration and user accounts."),
         (name = "ops", description = "Liveness, readiness and the public keys."),
@@ -193,7 +194,8 @@ pub struct ClaimsSchema {
     username: String,
     /// Whether the user's email was verified when the token was issued.
     email_verified: bool,
-    /// How the user signed in (RFC 8176): `["pwd"]`, `["pwd","otp"]`, `["pwd","mfa"]`.
+    /// How the user signed in (RFC 8176): `["pwd"]`, `["pwd","otp"]`,
+    /// `["pwd","mfa"]`, or `["hwk","user"]` for a passkey.
     #[schema(example = json!(["pwd", "otp"]))]
     amr: Vec<String>,
     /// `aal1` (one factor) or `aal2` (two).

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use crate::accounts::Accounts;
 use crate::auth::mfa::Mfa;
+use crate::auth::passkeys::Passkeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::KeyRing;
@@ -20,6 +21,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// TOTP enrolment.
     pub mfa: Mfa,
+    /// Passkey registration, removal and the login's verification.
+    pub passkeys: Passkeys,
     pub recovery: Recovery,
     /// Queued mails, drained at shutdown.
     pub outbox: Arc<Outbox>,

@@ -4,6 +4,7 @@
 pub mod django;
 pub mod keys;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod refresh;
 pub mod sessions;

@@ -42,7 +42,7 @@ pub struct TokenResponse {
 }
 
 /// Sent with `Cache-Control: no-store`, as RFC 6749 §5.1 requires.
-fn token_response(pair: TokenPair) -> HttpResponse {
+pub(crate) fn token_response(pair: TokenPair) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))

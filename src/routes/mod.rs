@@ -7,6 +7,7 @@ pub mod docs;
 pub mod mfa;
 pub mod ops;
 pub mod pages;
+pub mod passkeys;
 pub mod recovery;
 pub mod users;
 
@@ -86,6 +87,30 @@ fn endpoints() -> Vec<Endpoint> {
             vec![on(Method::POST, || web::to(auth::verify_mfa))],
         ),
         (
+            "/auth/passkeys",
+            vec![on(Method::GET, || web::to(passkeys::list))],
+        ),
+        (
+            "/auth/passkeys/{id}",
+            vec![on(Method::DELETE, || web::to(passkeys::delete))],
+        ),
+        (
+            "/auth/passkeys/register/start",
+            vec![on(Method::POST, || web::to(passkeys::start_registration))],
+        ),
+        (
+            "/auth/passkeys/register/finish",
+            vec![on(Method::POST, || web::to(passkeys::finish_registration))],
+        ),
+        (
+            "/auth/passkeys/login/start",
+            vec![on(Method::POST, || web::to(passkeys::start_login))],
+        ),
+        (
+            "/auth/passkeys/login/finish",
+            vec![on(Method::POST, || web::to(passkeys::finish_login))],
+        ),
+        (
             "/auth/password-reset",
             vec![on(Method::POST, || {
                 web::to(recovery::request_password_reset)
@@ -145,6 +170,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     crate::openapi::assemble([
         auth::Api::openapi(),
         mfa::Api::openapi(),
+        passkeys::Api::openapi(),
         recovery::Api::openapi(),
         users::Api::openapi(),
         ops::Api::openapi(),

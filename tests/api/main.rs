@@ -13,6 +13,7 @@ mod mail;
 mod mfa;
 mod openapi;
 mod ops;
+mod passkeys;
 mod recovery;
 mod throttling;
 mod users;
