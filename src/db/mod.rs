@@ -424,8 +424,8 @@ mod tests {
                  '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)",
         )
         .unwrap();
-        // The MFA and account-lifecycle migrations, then the Django one.
-        for _ in 0..3 {
+        // The passkey, MFA and account-lifecycle migrations, then the Django one.
+        for _ in 0..4 {
             conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
         }
         assert_eq!(
