@@ -6,8 +6,10 @@
 # Starts tessera twice, from fresh temporary folders: once signing with HS256
 # (a shared secret), once with ES256 (a key pair from `tessera keys generate`,
 # public keys from /.well-known/jwks.json). Each time it registers and logs in
-# a user with curl, then runs the Python (PyJWT) and Node.js (jose) validators
-# of examples/interop/ against the real token and a set of forged ones made by
+# a user with curl (and creates a service client with `tessera client create`
+# and gets its client-credentials token), then runs the Python (PyJWT) and
+# Node.js (jose) validators of examples/interop/ against the real tokens and a
+# set of forged ones made by
 # examples/interop/python/forge.py, and asks tessera's own GET /auth/verify
 # too. Fails if a validator refuses a valid token or accepts a forged one (or
 # gives no verdict), or if tessera disagrees. Runs as root on a fresh Debian
@@ -277,6 +279,18 @@ run_mode() {
 
   log "$mode: validators"
   check "$mode" "login-token" valid "$token"
+
+  log "$mode: a service client's token (tessera client create, then client credentials)"
+  local creds client_id client_secret service_token
+  creds=$(cd "$dir" && env "${settings[@]}" "$BIN" client create --name interop --scope interop:read 2>"$dir/client.err") ||
+    { cat "$dir/client.err" >&2; die "$mode: tessera client create failed"; }
+  client_id=$(printf '%s\n' "$creds" | sed -n 's/^client_id=//p')
+  client_secret=$(printf '%s\n' "$creds" | sed -n 's/^client_secret=//p')
+  status=$(curl -sS -o "$dir/service.json" -w '%{http_code}' -u "$client_id:$client_secret" \
+    -d grant_type=client_credentials "$BASE/oauth/token")
+  [ "$status" = 200 ] || { cat "$dir/service.json" >&2; show_log; die "$mode: POST /oauth/token answered $status"; }
+  service_token=$(json "$dir/service.json" '["access_token"]')
+  check "$mode" "service-token" valid "$service_token"
   local name expect forged
   "$PY" "$INTEROP/python/forge.py" tokens --alg "$mode" --token "$token" "${forge_keys[@]}" >"$dir/forged.tsv"
   while IFS=$'\t' read -r name expect forged; do

@@ -49,6 +49,7 @@ fn tokens(c: &mut Criterion) {
                 role: Role::User,
                 email_verified: true,
                 sign_in: SignIn::Password,
+                session_id: None,
             })
             .expect("issue");
         c.bench_function(&format!("issue_access_token/{algorithm}"), |b| {
@@ -59,6 +60,7 @@ fn tokens(c: &mut Criterion) {
                     role: Role::User,
                     email_verified: true,
                     sign_in: SignIn::Password,
+                    session_id: None,
                 })
             })
         });

@@ -15,11 +15,21 @@ use secrecy::SecretString;
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::sessions::{revoke_access_tokens, revoke_all_tokens};
 use crate::db::one_time_tokens::{self, Purpose};
-use crate::db::users::{self, Taken, User};
+use crate::db::users::{self, PageStart, Taken, User};
 use crate::db::{self, Database, DbConnection, StoreError};
-use crate::domain::{Email, Password, Role, Username};
+use crate::domain::{Email, Password, Role, UserCursor, Username};
 use crate::recovery::{Outbox, PendingMail};
 use crate::store_errors;
+
+/// One page of the list of users.
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// Users in all (a counter kept by the database, not a count).
+    pub total: i64,
+    /// Just after the last user of this page; none when it is the last page.
+    pub next: Option<UserCursor>,
+}
 
 /// Why an account operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -152,9 +162,19 @@ impl Accounts {
         db::run(&self.db, move |conn| Ok(users::find(conn, &id)?)).await
     }
 
-    /// A page of users, oldest first, and how many there are in all.
-    pub async fn page(&self, limit: i64, offset: i64) -> Result<(Vec<User>, i64), StoreError> {
-        db::run(&self.db, move |conn| Ok(users::list(conn, limit, offset)?)).await
+    /// Up to `limit` users in creation order from `start`, how many there
+    /// are in all, and where the next page starts (none after the last).
+    pub async fn page(&self, limit: i64, start: PageStart) -> Result<UserPage, StoreError> {
+        db::run(&self.db, move |conn| {
+            let (users, more) = users::page(conn, limit, &start)?;
+            let total = users::count(conn)?;
+            let next = more.then(|| users.last()).flatten().map(|last| UserCursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            });
+            Ok(UserPage { users, total, next })
+        })
+        .await
     }
 
     /// Changes username, email, role and whether the account is active;

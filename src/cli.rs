@@ -1,14 +1,17 @@
 //! Subcommands: `serve` (the default), `migrate`, `user create|disable|enable|set-role`,
-//! `keys generate`, `import django`, `healthcheck`.
+//! `client create|list|delete`, `keys generate`, `import django`, `healthcheck`.
 
 use std::io::BufRead;
 
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::accounts::{AccountError, Accounts, NewAccount, ProfileChanges};
+use crate::auth::clients::ServiceClients;
 use crate::auth::keys;
 use crate::auth::password::PasswordHasher;
+use crate::auth::sessions::LoginThrottle;
+use crate::auth::throttle::AddressThrottle;
 use crate::auth::tokens::write_private_file;
 use crate::db::{self, Database};
 use crate::domain::{Email, Password, Role, Username};
@@ -39,6 +42,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Manage service clients (OAuth 2.0 client credentials).
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
     /// Exit 0 if the local server answers `GET /healthz` with 200 within
     /// three seconds, 1 otherwise (for container HEALTHCHECKs: no curl needed).
@@ -84,6 +92,28 @@ pub enum KeysCommand {
         /// The folder to write into (created if missing).
         #[arg(long)]
         out: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create a service client; prints `client_id=...` and
+    /// `client_secret=...` (shown once: only its hash is stored).
+    Create {
+        /// A name for people (e.g. the service's).
+        #[arg(long)]
+        name: String,
+        /// A scope the client may ask for (repeatable; RFC 6749 scope tokens).
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+    },
+    /// List the service clients (id, name, scopes, creation time); never a secret.
+    List,
+    /// Delete a service client: its secret stops working, and its tokens
+    /// fail on the logout-sensitive routes and in introspection.
+    Delete {
+        #[arg(long)]
+        client_id: String,
     },
 }
 
@@ -168,6 +198,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             let role = Role::parse(&role).map_err(|e| format!("--role: {e}"))?;
             govern_user(settings, &username, |changes| changes.role = Some(role)).await
         }
+        Command::Client { command } => manage_clients(settings, command).await,
         Command::Keys { .. } => Ok(()),
         Command::Import {
             source:
@@ -378,6 +409,75 @@ async fn govern_user(
         "tessera: {} ({}) is now {state} {}",
         user.username, user.id, user.role
     );
+    Ok(())
+}
+
+/// `tessera client create|list|delete`.
+async fn manage_clients(settings: Settings, command: ClientCommand) -> Result<(), String> {
+    use std::io::Write as _;
+    let (db, _) = Database::open(&settings.database, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Client authentication is not a CLI use case: a throttle is only needed
+    // to build the service.
+    let throttle = std::sync::Arc::new(LoginThrottle {
+        addresses: AddressThrottle::new(1, std::time::Duration::from_secs(1), 1),
+        account_max_failures: 1,
+        window: chrono::TimeDelta::seconds(1),
+    });
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let clients = ServiceClients::new(db, throttle, metrics);
+    let mut out = std::io::stdout().lock();
+    let write_error = |e: std::io::Error| format!("cannot write the output: {e}");
+    match command {
+        ClientCommand::Create { name, scopes } => {
+            let (client, secret) = clients
+                .create(&name, &scopes)
+                .await
+                .map_err(|e| e.to_string())?;
+            writeln!(
+                out,
+                "client_id={}\nclient_secret={}",
+                client.client_id,
+                secret.expose_secret()
+            )
+            .map_err(write_error)?;
+            eprintln!(
+                "tessera: created service client {} ({}) with scopes [{}]; \
+                 the secret is shown only this once",
+                client.name,
+                client.client_id,
+                client.scopes.join(" ")
+            );
+        }
+        ClientCommand::List => {
+            for client in clients.list().await.map_err(|e| e.to_string())? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}",
+                    client.client_id,
+                    client.name,
+                    client.scopes.join(" "),
+                    client
+                        .created_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                )
+                .map_err(write_error)?;
+            }
+        }
+        ClientCommand::Delete { client_id } => {
+            if !clients
+                .delete(client_id.clone())
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("--client-id: no service client `{client_id}`"));
+            }
+            eprintln!(
+                "tessera: deleted service client {client_id}; its tokens no longer work on the logout-sensitive routes"
+            );
+        }
+    }
     Ok(())
 }
 

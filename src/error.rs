@@ -29,9 +29,12 @@ use crate::accounts::AccountError;
 use crate::auth::password::HashError;
 use secrecy::ExposeSecret;
 
+use crate::auth::clients::ClientAuthError;
 use crate::auth::mfa::TotpError;
 use crate::auth::passkeys::PasskeyError;
-use crate::auth::sessions::{AccessError, ExchangeError, LoginError, MfaError, RefreshError};
+use crate::auth::sessions::{
+    AccessError, EndSessionError, ExchangeError, LoginError, MfaError, RefreshError,
+};
 use crate::db::StoreError;
 use crate::db::users::Taken;
 use crate::recovery::RecoveryError;
@@ -83,8 +86,13 @@ error_codes! {
     InvalidToken => ("invalid_token", UNAUTHORIZED, "Invalid token"),
     /// 401: login with an unknown user or a wrong password (indistinguishable).
     InvalidCredentials => ("invalid_credentials", UNAUTHORIZED, "Invalid credentials"),
+    /// 401: a service client's id or secret is wrong (introspection).
+    InvalidClient => ("invalid_client", UNAUTHORIZED, "Invalid client credentials"),
     /// 403: authenticated, but not allowed to do this.
     PermissionDenied => ("permission_denied", FORBIDDEN, "Permission denied"),
+    /// 403: a service client's token on a route for users (`/users`,
+    /// sessions, MFA, logout...).
+    UserTokenRequired => ("user_token_required", FORBIDDEN, "User token required"),
     /// 403: the right password, but the email must be verified first
     /// (`auth.require_verified_email`).
     EmailNotVerified => ("email_not_verified", FORBIDDEN, "Email not verified"),
@@ -284,6 +292,11 @@ pub fn problem_type(code: ErrorCode) -> String {
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Marks an error response that deliberately is not problem+json (the RFC
+/// 6749 §5.2 errors of the OAuth endpoints), so that the app's error handler
+/// leaves it as it is.
+pub struct OtherErrorFormat;
+
 /// `WWW-Authenticate` for a 401 (RFC 6750 §3).
 fn bearer_challenge(code: ErrorCode, detail: &str) -> HeaderValue {
     let value = match code {
@@ -384,7 +397,7 @@ impl From<HashError> for ApiError {
 }
 
 /// A 429 with `Retry-After` in whole seconds (at least 1).
-fn throttled(retry_after: Duration) -> ApiError {
+pub fn throttled(retry_after: Duration) -> ApiError {
     let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     let seconds = seconds.max(1);
     ApiError::new(
@@ -585,5 +598,43 @@ impl From<AccessError> for ApiError {
             AccessError::Revoked => ApiError::invalid_token("The token has been revoked."),
             AccessError::Store(error) => error.into(),
         }
+    }
+}
+
+impl From<EndSessionError> for ApiError {
+    fn from(error: EndSessionError) -> Self {
+        match error {
+            EndSessionError::NotFound => ApiError::not_found("No such session."),
+            EndSessionError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// Client authentication outside the token endpoint (introspection): a
+/// problem, with a `Basic` challenge.
+impl From<ClientAuthError> for ApiError {
+    fn from(error: ClientAuthError) -> Self {
+        match error {
+            ClientAuthError::Throttled(wait) => throttled(wait),
+            ClientAuthError::InvalidClient => ApiError::new(
+                ErrorCode::InvalidClient,
+                "The client id or secret is wrong, or the client was deleted.",
+            )
+            .with_header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"tessera\""),
+            ),
+            ClientAuthError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// 403 `user_token_required`: a service token on a route for users.
+    pub fn user_token_required() -> Self {
+        Self::new(
+            ErrorCode::UserTokenRequired,
+            "This route is for users; a service client's token is not accepted here.",
+        )
     }
 }

@@ -248,6 +248,11 @@ impl Metrics {
         self.tokens_issued.with_label_values(&["refresh"]).inc();
     }
 
+    /// A service client's access token (client credentials).
+    pub fn service_token_issued(&self) {
+        self.tokens_issued.with_label_values(&["service"]).inc();
+    }
+
     /// `outcome`: rotated, reuse_detected or invalid.
     pub fn refresh(&self, outcome: &str) {
         self.refreshes.with_label_values(&[outcome]).inc();

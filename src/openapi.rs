@@ -30,6 +30,8 @@ use crate::error::{ErrorCode, PROBLEM_JSON, problem_type};
 pub const BEARER: &str = "bearer";
 /// The security scheme of `POST /auth/exchange`: a legacy DRF key.
 pub const DRF_TOKEN: &str = "drf_token";
+/// A service client's id and secret by HTTP Basic (`client_secret_basic`).
+pub const CLIENT_BASIC: &str = "client_basic";
 
 /// The document, as generated from the handlers' annotations.
 #[derive(OpenApi)]
@@ -50,6 +52,8 @@ pub const DRF_TOKEN: &str = "drf_token";
     components(schemas(Problem)),
     tags(
         (name = "auth", description = "Login, token refresh, logout, verification and introspection."),
+        (name = "sessions", description = "The caller's sessions (one per login): listing and ending them."),
+        (name = "oauth", description = "OAuth 2.0 for services: client credentials, revocation, server metadata."),
         (name = "mfa", description = "Second factors: TOTP enrolment, its recovery codes, and removal."),
         (name = "passkeys", description = "Passkeys (WebAuthn): registration, the list, removal, and the passwordless login."),
         (name = "recovery", description = "Password reset and email verification by mailed one-time links."),
@@ -165,6 +169,8 @@ impl ToSchema for Problem {
 pub enum RoleSchema {
     User,
     Admin,
+    /// A service client's token (client credentials).
+    Service,
 }
 
 /// The verified claims of an access token.
@@ -178,7 +184,7 @@ pub struct ClaimsSchema {
     /// Audience (`jwt.audience`).
     #[schema(example = "tessera")]
     aud: String,
-    /// The user's id.
+    /// The user's id, or a service client's id.
     #[schema(format = "uuid")]
     sub: String,
     /// Expiry, in seconds since the Unix epoch.
@@ -191,16 +197,28 @@ pub struct ClaimsSchema {
     #[schema(format = "uuid")]
     jti: String,
     role: RoleSchema,
+    /// The user's name; absent from a service token.
+    #[schema(required = false)]
     username: String,
     /// Whether the user's email was verified when the token was issued.
     email_verified: bool,
     /// How the user signed in (RFC 8176): `["pwd"]`, `["pwd","otp"]`,
-    /// `["pwd","mfa"]`, or `["hwk","user"]` for a passkey.
-    #[schema(example = json!(["pwd", "otp"]))]
+    /// `["pwd","mfa"]`, or `["hwk","user"]` for a passkey; absent from a
+    /// service token.
+    #[schema(example = json!(["pwd", "otp"]), required = false)]
     amr: Vec<String>,
-    /// `aal1` (one factor) or `aal2` (two).
-    #[schema(example = "aal2")]
+    /// `aal1` (one factor) or `aal2` (two); absent from a service token.
+    #[schema(example = "aal2", required = false)]
     aal: String,
+    /// The session (refresh-token family) of a user's token.
+    #[schema(format = "uuid", required = false)]
+    sid: String,
+    /// A service token's client id (equal to `sub`).
+    #[schema(required = false)]
+    client_id: String,
+    /// A service token's scopes, space-separated.
+    #[schema(required = false)]
+    scope: String,
 }
 
 /// A public verification key (RFC 7517): EC P-256 (`crv`, `x`, `y`), RSA
@@ -266,6 +284,20 @@ impl Modify for BearerScheme {
                          (Django REST Framework's scheme) is accepted as an alias. \
                          A missing token is 401 `not_authenticated`; an invalid, expired \
                          or revoked one is 401 `invalid_token`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            CLIENT_BASIC,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "A service client (`tessera client create`): HTTP Basic with the \
+                         `client_id` and `client_secret` (`client_secret_basic`, RFC 6749 \
+                         §2.3.1). Wrong credentials are `invalid_client` (401); failures \
+                         are throttled like failed logins.",
                     ))
                     .build(),
             ),
@@ -381,13 +413,19 @@ fn add_shared_responses(operation: &mut Operation) {
         );
         match status.as_str() {
             "401" => {
-                response.headers.insert(
-                    "WWW-Authenticate".to_owned(),
-                    header(
-                        "`Bearer realm=\"tessera\"`, plus `error=\"invalid_token\"` and \
-                         `error_description` when a token was sent (RFC 6750 §3).",
-                    ),
-                );
+                // An operation that says more (the OAuth endpoints' `Basic`
+                // challenge) keeps its own description.
+                response
+                    .headers
+                    .entry("WWW-Authenticate".to_owned())
+                    .or_insert_with(|| {
+                        header(
+                            "`Bearer realm=\"tessera\"`, plus `error=\"invalid_token\"` and \
+                             `error_description` when a token was sent (RFC 6750 §3); \
+                             `Basic realm=\"tessera\"` for wrong client credentials \
+                             sent with HTTP Basic (`invalid_client`).",
+                        )
+                    });
             }
             "503" => {
                 response

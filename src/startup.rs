@@ -15,6 +15,7 @@ use actix_web::middleware::{
 use actix_web::{App, HttpServer, ResponseError, web};
 
 use crate::accounts::Accounts;
+use crate::auth::clients::ServiceClients;
 use crate::auth::mfa::Mfa;
 use crate::auth::passkeys::Passkeys;
 use crate::auth::password::PasswordHasher;
@@ -137,7 +138,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         tracing::info!(%migration, backend = settings.database.url.backend_name(), "applied migration");
     }
     let auth = &settings.auth;
-    let throttle = LoginThrottle {
+    let throttle = Arc::new(LoginThrottle {
         addresses: AddressThrottle::new(
             auth.address_max_failures.get(),
             auth.login_window_secs.duration(),
@@ -145,7 +146,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         ),
         account_max_failures: i32::try_from(auth.login_max_failures.get()).unwrap_or(i32::MAX),
         window: auth.login_window_secs.time_delta(),
-    };
+    });
     let totp_key = crate::auth::totp::load_key(
         settings.mfa.encryption_key_file.as_deref(),
         &settings.server.data_dir,
@@ -195,6 +196,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
             totp_key,
             settings.jwt.issuer.clone(),
         ),
+        clients: ServiceClients::new(db.clone(), Arc::clone(&throttle), Arc::clone(&metrics)),
         sessions: Sessions::new(
             db.clone(),
             Arc::clone(&keys),
@@ -208,6 +210,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
         hasher,
         metrics,
         registration: auth.registration,
+        public_url: settings.server.public_url.clone(),
         trusted_proxies: settings
             .server
             .trusted_proxies
@@ -268,7 +271,11 @@ fn problem_for_bare_errors<B: MessageBody + 'static>(
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+    let other_format = response
+        .response()
+        .extensions()
+        .contains::<crate::error::OtherErrorFormat>();
+    if is_problem || other_format {
         return Ok(ErrorHandlerResponse::Response(
             response.map_into_left_body(),
         ));

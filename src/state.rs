@@ -6,6 +6,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use crate::accounts::Accounts;
+use crate::auth::clients::ServiceClients;
 use crate::auth::mfa::Mfa;
 use crate::auth::passkeys::Passkeys;
 use crate::auth::password::PasswordHasher;
@@ -19,6 +20,8 @@ use crate::settings::Registration;
 pub struct AppState {
     pub accounts: Accounts,
     pub sessions: Sessions,
+    /// Service clients (client credentials).
+    pub clients: ServiceClients,
     /// TOTP enrolment.
     pub mfa: Mfa,
     /// Passkey registration, removal and the login's verification.
@@ -33,6 +36,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     pub metrics: Arc<Metrics>,
     pub registration: Registration,
+    /// `server.public_url`: the issuer and base of the OAuth metadata.
+    pub public_url: String,
     /// Proxies whose `X-Forwarded-For` names the client address.
     pub trusted_proxies: Vec<IpNet>,
 }

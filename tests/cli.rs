@@ -808,3 +808,95 @@ fn sigterm_answers_every_login_in_flight_and_exits_0() {
     );
     assert!(status.success(), "exit status {status}");
 }
+
+/// The value of `key=...` in the output of `client create`.
+fn output_value(output: &Output, key: &str) -> String {
+    stdout(output)
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {}", stdout(output)))
+        .to_owned()
+}
+
+#[test]
+fn client_create_prints_the_secret_once_and_stores_only_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(
+        dir.path(),
+        &[
+            "client",
+            "create",
+            "--name",
+            "billing",
+            "--scope",
+            "users:read",
+            "--scope",
+            "audit",
+        ],
+        &[],
+        "",
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let client_id = output_value(&output, "client_id");
+    let secret = output_value(&output, "client_secret");
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&secret)
+        .unwrap();
+    assert!(bytes.len() >= 32, "at least 256 bits");
+    assert!(!stderr(&output).contains(&secret));
+    // The file and its write-ahead log, whichever holds the row now.
+    let mut database = std::fs::read(dir.path().join("data/tessera.db")).unwrap();
+    database.extend(std::fs::read(dir.path().join("data/tessera.db-wal")).unwrap_or_default());
+    let contains = |needle: &[u8]| database.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(secret.as_bytes()),
+        "the secret is stored in clear"
+    );
+    assert!(contains(tessera::auth::refresh::hash(&secret).as_bytes()));
+    let list = tessera(dir.path(), &["client", "list"], &[], "");
+    assert!(list.status.success(), "{}", stderr(&list));
+    let listed = stdout(&list);
+    assert!(listed.contains(&client_id), "{listed}");
+    assert!(listed.contains("billing"));
+    assert!(listed.contains("users:read audit"));
+    assert!(!listed.contains(&secret));
+}
+
+#[test]
+fn client_create_refuses_a_bad_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(
+        dir.path(),
+        &["client", "create", "--name", "x", "--scope", "a\"b"],
+        &[],
+        "",
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--scope"), "{}", stderr(&output));
+}
+
+#[test]
+fn client_delete_removes_the_client_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tessera(dir.path(), &["client", "create", "--name", "x"], &[], "");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let client_id = output_value(&output, "client_id");
+    let deleted = tessera(
+        dir.path(),
+        &["client", "delete", "--client-id", &client_id],
+        &[],
+        "",
+    );
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    let list = tessera(dir.path(), &["client", "list"], &[], "");
+    assert!(!stdout(&list).contains(&client_id));
+    let again = tessera(
+        dir.path(),
+        &["client", "delete", "--client-id", &client_id],
+        &[],
+        "",
+    );
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--client-id"), "{}", stderr(&again));
+}

@@ -1,6 +1,7 @@
 //! Authentication: passwords, access tokens, refresh tokens, throttling,
 //! and the session use cases built on them ([`sessions`]).
 
+pub mod clients;
 pub mod django;
 pub mod keys;
 pub mod mfa;

@@ -23,7 +23,7 @@ use crate::auth::totp::{self, SealingKey};
 use crate::auth::{django, refresh};
 use crate::db::{
     self, Database, DbConnection, StoreError, legacy_tokens, login_failures, mfa, refresh_tokens,
-    revocations, users,
+    revocations, service_clients, sessions, users,
 };
 use crate::domain::Role;
 use crate::metrics::Metrics;
@@ -32,6 +32,39 @@ use crate::store_errors;
 /// Rows deleted per statement when pruning, so a large backlog never holds a
 /// long lock.
 const PRUNE_BATCH: i64 = 1000;
+
+/// Where a session is opened from: what `GET /auth/sessions` shows, and
+/// the client address the login throttle counts.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOrigin {
+    /// The `User-Agent` header, if any.
+    pub user_agent: Option<String>,
+    /// The client address, worked out as the login throttle does (trusted
+    /// proxies honoured).
+    pub ip: Option<IpAddr>,
+}
+
+/// A live session, as its user sees it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// Whether the caller's own token belongs to it.
+    pub current: bool,
+}
+
+/// Why a session could not be ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EndSessionError {
+    /// No such session, or one of another user (for a non-admin caller).
+    #[error("no such session")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
 
 /// A freshly issued access token and refresh token.
 pub struct TokenPair {
@@ -156,13 +189,14 @@ store_errors!(
     ExchangeError,
     RefreshError,
     AccessError,
-    MfaError
+    MfaError,
+    EndSessionError
 );
 
 /// What introspection found a token to be.
 pub enum TokenStatus {
     /// A valid, unrevoked access token.
-    Access(Claims),
+    Access(Box<Claims>),
     /// A current (not rotated, not expired) refresh token.
     Refresh {
         user_id: String,
@@ -170,9 +204,20 @@ pub enum TokenStatus {
         expires_at: i64,
         /// Unix seconds.
         issued_at: i64,
+        /// Its family: the session.
+        session_id: String,
     },
     /// Invalid, expired or revoked, whatever it was.
     Inactive,
+}
+
+/// Who asks an introspection (RFC 7662 §2.1).
+#[derive(Debug, Clone)]
+pub enum Introspector {
+    /// A service client or an admin: sees any token.
+    Privileged,
+    /// A user (by id): sees only their own tokens.
+    User(String),
 }
 
 /// The login throttling settings and the per-address counters.
@@ -199,7 +244,8 @@ pub struct Sessions {
     db: Database,
     keys: Arc<KeyRing>,
     hasher: PasswordHasher,
-    throttle: LoginThrottle,
+    /// Shared with the service clients' authentication.
+    throttle: Arc<LoginThrottle>,
     metrics: Arc<Metrics>,
     policy: SessionPolicy,
 }
@@ -210,6 +256,8 @@ pub struct OpenedSession {
     user: users::User,
     jti: uuid::Uuid,
     sign_in: SignIn,
+    /// The session (refresh-token family) id: the token's `sid`.
+    sid: String,
 }
 
 /// Where a correct password leads.
@@ -223,7 +271,7 @@ impl Sessions {
         db: Database,
         keys: Arc<KeyRing>,
         hasher: PasswordHasher,
-        throttle: LoginThrottle,
+        throttle: Arc<LoginThrottle>,
         metrics: Arc<Metrics>,
         policy: SessionPolicy,
     ) -> Self {
@@ -247,8 +295,9 @@ impl Sessions {
         &self,
         identifier: &str,
         password: SecretString,
-        client: Option<IpAddr>,
+        origin: SessionOrigin,
     ) -> Result<TokenPair, LoginError> {
+        let client = origin.ip;
         self.check_address(client)
             .map_err(LoginError::Throttled)
             .inspect_err(|_| self.metrics.login("throttled"))?;
@@ -337,8 +386,10 @@ impl Sessions {
                     return Ok(Some(PasswordAccepted::SecondFactor));
                 }
                 login_failures::reset(conn, &account)?;
-                Ok(start_session(conn, &user.id, &refresh_hash, ttl, SignIn::Password)?
-                    .map(|session| PasswordAccepted::Session(Box::new(session))))
+                Ok(
+                    start_session(conn, &user.id, &refresh_hash, ttl, SignIn::Password, &origin)?
+                        .map(|session| PasswordAccepted::Session(Box::new(session))),
+                )
             })
             .map_err(LoginError::from)
         })
@@ -371,8 +422,9 @@ impl Sessions {
         &self,
         mfa_token: SecretString,
         factor: SecondFactor,
-        client: Option<IpAddr>,
+        origin: SessionOrigin,
     ) -> Result<TokenPair, MfaError> {
+        let client = origin.ip;
         self.check_address(client).map_err(MfaError::Throttled)?;
         let Some(key) = self.policy.totp_key.clone() else {
             return Err(MfaError::InvalidChallenge);
@@ -412,7 +464,14 @@ impl Sessions {
                 };
                 mfa::delete_challenge(conn, &challenge_hash)?;
                 login_failures::reset(conn, &account)?;
-                let session = start_session(conn, &challenge.user_id, &refresh_hash, ttl, sign_in)?;
+                let session = start_session(
+                    conn,
+                    &challenge.user_id,
+                    &refresh_hash,
+                    ttl,
+                    sign_in,
+                    &origin,
+                )?;
                 Ok(session.ok_or(MfaError::InvalidChallenge))
             })
             .map_err(|error: MfaError| error)
@@ -442,8 +501,9 @@ impl Sessions {
         passkeys: &Passkeys,
         ceremony_id: String,
         credential: &webauthn_rs::prelude::PublicKeyCredential,
-        client: Option<IpAddr>,
+        origin: SessionOrigin,
     ) -> Result<TokenPair, LoginError> {
+        let client = origin.ip;
         self.check_address(client)
             .map_err(LoginError::Throttled)
             .inspect_err(|_| self.metrics.login("throttled"))?;
@@ -472,6 +532,7 @@ impl Sessions {
                             &refresh_hash,
                             ttl,
                             SignIn::Passkey,
+                            &origin,
                         )?
                         .ok_or(LoginError::InvalidCredentials)?;
                         if verified_only && !session.user.email_verified {
@@ -506,8 +567,9 @@ impl Sessions {
     pub async fn exchange(
         &self,
         key: SecretString,
-        client: Option<IpAddr>,
+        origin: SessionOrigin,
     ) -> Result<TokenPair, ExchangeError> {
+        let client = origin.ip;
         if self
             .policy
             .legacy_exchange_until
@@ -538,9 +600,16 @@ impl Sessions {
                         }
                         // A disabled account gets no session; its key is left
                         // as it was.
-                        start_session(conn, &user_id, &refresh_hash, ttl, SignIn::Password)?
-                            .map(Some)
-                            .ok_or(diesel::result::Error::RollbackTransaction)
+                        start_session(
+                            conn,
+                            &user_id,
+                            &refresh_hash,
+                            ttl,
+                            SignIn::Password,
+                            &origin,
+                        )?
+                        .map(Some)
+                        .ok_or(diesel::result::Error::RollbackTransaction)
                     });
                     match exchanged {
                         Err(diesel::result::Error::RollbackTransaction) => Ok(None),
@@ -580,6 +649,7 @@ impl Sessions {
                         conn,
                         &presented.user_id,
                         SignIn::from_stored(&presented.amr),
+                        &presented.family_id,
                     )
                 },
             )?;
@@ -637,14 +707,69 @@ impl Sessions {
         db::run(&self.db, move |conn| check_not_revoked(conn, &claims)).await
     }
 
-    /// Whether `token` is an active access token or refresh token.
-    pub async fn introspect(&self, token: &str) -> Result<TokenStatus, StoreError> {
+    /// Whether `token` is an active access token or refresh token, as
+    /// `viewer` may know (RFC 7662 §2.1): a user learns only about their
+    /// own tokens; anyone else's is `Inactive` to them.
+    pub async fn introspect(
+        &self,
+        token: &str,
+        viewer: Introspector,
+    ) -> Result<TokenStatus, StoreError> {
+        let status = self.token_status(token).await?;
+        let Introspector::User(viewer_id) = viewer else {
+            return Ok(status);
+        };
+        Ok(match status {
+            TokenStatus::Access(claims)
+                if claims.role != Role::Service && claims.sub == viewer_id =>
+            {
+                TokenStatus::Access(claims)
+            }
+            TokenStatus::Refresh {
+                user_id,
+                expires_at,
+                issued_at,
+                session_id,
+            } if user_id == viewer_id => TokenStatus::Refresh {
+                user_id,
+                expires_at,
+                issued_at,
+                session_id,
+            },
+            _ => TokenStatus::Inactive,
+        })
+    }
+
+    /// Revokes a token (RFC 7009): a refresh token's family (its session
+    /// ends), or an access token's `jti`. Whoever holds a token may revoke
+    /// it; an unknown or invalid token is no error.
+    pub async fn revoke_token(&self, token: &str) -> Result<(), StoreError> {
+        let verified = self.keys.verify(token).ok();
+        let keep_until = verified
+            .as_ref()
+            .map(|claims| self.keys.verifiable_until(claims).naive_utc());
+        let refresh_hash = refresh::hash(token);
+        db::run(&self.db, move |conn| {
+            if let (Some(claims), Some(keep_until)) = (verified, keep_until) {
+                revocations::revoke(conn, &claims.jti, &claims.sub, keep_until)?;
+                return Ok(());
+            }
+            if let Some(row) = refresh_tokens::find(conn, &refresh_hash)? {
+                refresh_tokens::revoke_family(conn, &row.family_id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// What `token` is, to an introspector who may see everything.
+    async fn token_status(&self, token: &str) -> Result<TokenStatus, StoreError> {
         let verified = self.keys.verify(token).ok();
         let refresh_hash = refresh::hash(token);
         db::run(&self.db, move |conn| {
             if let Some(claims) = verified {
-                return match check_not_revoked(conn, &claims) {
-                    Ok(_) => Ok(TokenStatus::Access(claims)),
+                return match check_token_active(conn, &claims) {
+                    Ok(()) => Ok(TokenStatus::Access(Box::new(claims))),
                     Err(AccessError::Store(error)) => Err(error),
                     Err(AccessError::UserGone | AccessError::Revoked) => Ok(TokenStatus::Inactive),
                 };
@@ -656,10 +781,60 @@ impl Sessions {
                         user_id: row.user_id,
                         expires_at: row.expires_at.and_utc().timestamp(),
                         issued_at: row.created_at.and_utc().timestamp(),
+                        session_id: row.family_id,
                     }
                 }
                 _ => TokenStatus::Inactive,
             })
+        })
+        .await
+    }
+
+    /// The user's live sessions, most recently used first; `current` marks
+    /// the one of `current_sid`.
+    pub async fn list_sessions(
+        &self,
+        user_id: String,
+        current_sid: Option<String>,
+    ) -> Result<Vec<SessionInfo>, StoreError> {
+        let rows = db::run(&self.db, move |conn| {
+            sessions::list_live(conn, &user_id, db::now()).map_err(StoreError::from)
+        })
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SessionInfo {
+                current: current_sid.as_deref() == Some(row.id.as_str()),
+                id: row.id,
+                created_at: row.created_at.and_utc(),
+                last_used_at: row.last_used_at.and_utc(),
+                user_agent: row.user_agent,
+                ip: row.ip,
+            })
+            .collect())
+    }
+
+    /// Ends session `id`: its refresh tokens are revoked and its access
+    /// tokens fail on the logout-sensitive routes. A caller who is not an
+    /// admin may end only their own sessions; another user's is "not found".
+    pub async fn end_session(
+        &self,
+        caller_id: String,
+        caller_is_admin: bool,
+        id: String,
+    ) -> Result<(), EndSessionError> {
+        db::run(&self.db, move |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let session = sessions::find(conn, &id)?
+                    .filter(|s| s.ended_at.is_none())
+                    .filter(|s| caller_is_admin || s.user_id == caller_id);
+                if session.is_none() {
+                    return Ok(Err(EndSessionError::NotFound));
+                }
+                refresh_tokens::revoke_family(conn, &id)?;
+                Ok(Ok(()))
+            })
+            .map_err(EndSessionError::from)?
         })
         .await
     }
@@ -669,16 +844,21 @@ impl Sessions {
     pub async fn prune_expired(&self) -> Result<usize, StoreError> {
         self.throttle.addresses.prune(Instant::now());
         let window = self.throttle.window;
+        let refresh_ttl = self.policy.refresh_ttl;
         db::run(&self.db, move |conn| {
             let now = db::now();
             let mut pruned = 0;
-            let pruners: [(Pruner, chrono::NaiveDateTime); 6] = [
+            // A session unused this long has no live refresh token, and its
+            // access tokens (shorter-lived) have expired: its row can go.
+            let sessions_cutoff = now - refresh_ttl - TimeDelta::days(1);
+            let pruners: [(Pruner, chrono::NaiveDateTime); 7] = [
                 (refresh_tokens::prune_expired, now),
                 (revocations::prune_expired, now),
                 (login_failures::prune_before, now - window),
                 (crate::db::one_time_tokens::prune_expired, now),
                 (crate::db::mfa::prune_expired_challenges, now),
                 (crate::db::passkeys::prune_expired_ceremonies, now),
+                (sessions::prune_unused_since, sessions_cutoff),
             ];
             for (prune, cutoff) in pruners {
                 loop {
@@ -731,6 +911,7 @@ impl Sessions {
                     role,
                     email_verified: user.email_verified,
                     sign_in: session.sign_in,
+                    session_id: Some(&session.sid),
                 },
             )
             .map_err(|error| error.to_string())?;
@@ -764,6 +945,7 @@ fn open_session(
     conn: &mut DbConnection,
     user_id: &str,
     sign_in: SignIn,
+    sid: &str,
 ) -> diesel::QueryResult<Option<OpenedSession>> {
     Ok(users::find(conn, user_id)?
         .filter(|user| user.is_active)
@@ -771,6 +953,7 @@ fn open_session(
             jti: new_token_id_after(user.tokens_valid_after.and_utc()),
             user,
             sign_in,
+            sid: sid.to_owned(),
         }))
 }
 
@@ -789,28 +972,47 @@ fn accept_totp(
     }
 }
 
-/// Stores the first refresh token of a new family and opens the session;
-/// for a login or a legacy-key exchange, inside its transaction.
+/// Stores the first refresh token of a new family and the family's
+/// session row, and opens the session; for a login, an MFA step or a
+/// legacy-key exchange, inside its transaction.
 fn start_session(
     conn: &mut DbConnection,
     user_id: &str,
     refresh_hash: &str,
     ttl: TimeDelta,
     sign_in: SignIn,
+    origin: &SessionOrigin,
 ) -> diesel::QueryResult<Option<OpenedSession>> {
     let now = db::now();
+    let family_id = uuid::Uuid::new_v4().to_string();
     refresh_tokens::insert(
         conn,
         &refresh_tokens::NewRefreshToken {
             token_hash: refresh_hash,
-            family_id: &uuid::Uuid::new_v4().to_string(),
+            family_id: &family_id,
             user_id,
             created_at: now,
             expires_at: now + ttl,
             amr: &sign_in.as_stored(),
         },
     )?;
-    open_session(conn, user_id, sign_in)
+    let user_agent = origin
+        .user_agent
+        .as_deref()
+        .map(sessions::truncate_user_agent);
+    let ip = origin.ip.map(|ip| ip.to_string());
+    sessions::insert(
+        conn,
+        &sessions::NewSession {
+            id: &family_id,
+            user_id,
+            created_at: now,
+            last_used_at: now,
+            user_agent: user_agent.as_deref(),
+            ip: ip.as_deref(),
+        },
+    )?;
+    open_session(conn, user_id, sign_in, &family_id)
 }
 
 /// Whether `claims` were revoked: the `jti` logged out, or issued before the
@@ -826,7 +1028,36 @@ pub fn check_not_revoked(
     if claims.issued_at() <= valid_after || revocations::is_revoked(conn, &claims.jti)? {
         return Err(AccessError::Revoked);
     }
+    // An ended (or pruned) session takes its access tokens with it.
+    if let Some(sid) = &claims.sid
+        && !sessions::is_live(conn, sid, &claims.sub)?
+    {
+        return Err(AccessError::Revoked);
+    }
     Ok(user)
+}
+
+/// The revocation check of a service token: its client still exists and
+/// its `jti` was not revoked.
+pub fn check_service_token(conn: &mut DbConnection, claims: &Claims) -> Result<(), AccessError> {
+    let client_id = claims.client_id.as_deref().unwrap_or(&claims.sub);
+    if client_id != claims.sub || !service_clients::exists(conn, client_id)? {
+        return Err(AccessError::Revoked);
+    }
+    if revocations::is_revoked(conn, &claims.jti)? {
+        return Err(AccessError::Revoked);
+    }
+    Ok(())
+}
+
+/// The logout-sensitive check of any access token: a user's
+/// ([`check_not_revoked`]) or a service client's ([`check_service_token`]).
+pub fn check_token_active(conn: &mut DbConnection, claims: &Claims) -> Result<(), AccessError> {
+    if claims.role == Role::Service {
+        check_service_token(conn, claims)
+    } else {
+        check_not_revoked(conn, claims).map(drop)
+    }
 }
 
 /// Makes every access token of `user_id` issued before now fail on

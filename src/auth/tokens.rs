@@ -37,6 +37,8 @@ pub struct Claims {
     pub nbf: i64,
     pub jti: String,
     pub role: Role,
+    /// The user's name; absent from a service client's token.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub username: String,
     /// Whether the user's email was verified when the token was issued
     /// (absent from tokens issued before v1.1: false).
@@ -44,12 +46,23 @@ pub struct Claims {
     pub email_verified: bool,
     /// How the user signed in (RFC 8176 values; absent from tokens issued
     /// before v1.1: a password).
-    #[serde(default = "password_amr")]
+    /// Empty (and absent) in a service client's token.
+    #[serde(default = "password_amr", skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
     /// The authenticator assurance level (NIST SP 800-63B): `aal1` for one
-    /// factor, `aal2` for two.
-    #[serde(default = "aal1")]
+    /// factor, `aal2` for two. Empty (and absent) in a service client's token.
+    #[serde(default = "aal1", skip_serializing_if = "String::is_empty")]
     pub aal: String,
+    /// The session (refresh-token family) the token belongs to; absent from
+    /// tokens issued before sessions existed and from service tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// A service token's client (equal to `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// A service token's granted scopes, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 fn password_amr() -> Vec<String> {
@@ -118,6 +131,8 @@ pub struct TokenSubject<'a> {
     pub role: Role,
     pub email_verified: bool,
     pub sign_in: SignIn,
+    /// The session the token belongs to (`sid`).
+    pub session_id: Option<&'a str>,
 }
 
 impl Claims {
@@ -428,7 +443,46 @@ impl KeyRing {
                 .map(|value| (*value).to_owned())
                 .collect(),
             aal: subject.sign_in.aal().to_owned(),
+            sid: subject.session_id.map(str::to_owned),
+            client_id: None,
+            scope: None,
         };
+        self.sign(claims)
+    }
+
+    /// Signs an access token for a service client: `sub` and `client_id`
+    /// are the client, `role` is `service`, `scope` the granted scopes; no
+    /// username, `amr`, `aal` or `sid`.
+    pub fn issue_service_token(
+        &self,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
+        let jti = new_token_id();
+        let issued_at = jti
+            .get_timestamp()
+            .map_or_else(|| Utc::now().timestamp(), |ts| ts.to_unix().0 as i64);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: client_id.to_owned(),
+            exp: issued_at.saturating_add(self.access_ttl_secs),
+            iat: issued_at,
+            nbf: issued_at,
+            jti: jti.to_string(),
+            role: Role::Service,
+            username: String::new(),
+            email_verified: false,
+            amr: Vec::new(),
+            aal: String::new(),
+            sid: None,
+            client_id: Some(client_id.to_owned()),
+            scope: Some(scope.to_owned()),
+        };
+        self.sign(claims)
+    }
+
+    fn sign(&self, claims: Claims) -> Result<(String, Claims), jsonwebtoken::errors::Error> {
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.signing_kid.clone());
         let token = encode(&header, &claims, &self.signing_key)?;
@@ -443,13 +497,26 @@ impl KeyRing {
             .verification_keys
             .get(&kid)
             .ok_or(TokenError::UnknownKey)?;
-        decode::<Claims>(token, key, &self.validation)
+        let mut claims = decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|error| match error.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        if claims.role == Role::Service {
+            // A service token names its client; the `amr`/`aal` defaults
+            // (for user tokens from before v1.1) do not apply to it.
+            if claims.client_id.is_none() {
+                return Err(TokenError::Invalid);
+            }
+            claims.amr.clear();
+            claims.aal.clear();
+        } else if claims.username.is_empty() {
+            // A user's token always names the user.
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 }
 
@@ -589,6 +656,7 @@ mod tests {
             role,
             email_verified: false,
             sign_in: SignIn::Password,
+            session_id: None,
         }
     }
     use jsonwebtoken::{Algorithm as Alg, EncodingKey, Header, encode};

@@ -128,6 +128,7 @@ pub fn rotate<T>(
                 amr: &presented.amr,
             },
         )?;
+        super::sessions::touch(conn, &presented.family_id, &presented.user_id, now)?;
         let session = on_rotated(conn, &presented)?;
         Ok(Rotation::Rotated {
             user_id: presented.user_id,
@@ -136,8 +137,9 @@ pub fn rotate<T>(
     })
 }
 
-/// Deletes every token of a family.
+/// Deletes every token of a family and ends its session.
 pub fn revoke_family(conn: &mut DbConnection, family_id: &str) -> QueryResult<usize> {
+    super::sessions::end(conn, family_id, super::now())?;
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::family_id.eq(family_id)))
         .execute(conn)
 }
@@ -154,8 +156,9 @@ pub fn revoke_family_of(
     }
 }
 
-/// Deletes every refresh token of a user.
+/// Deletes every refresh token of a user and ends all their sessions.
 pub fn revoke_all_for_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<usize> {
+    super::sessions::end_all_for_user(conn, user_id, super::now())?;
     diesel::delete(refresh_tokens::table.filter(refresh_tokens::user_id.eq(user_id))).execute(conn)
 }
 

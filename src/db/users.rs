@@ -4,7 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConnection;
-use super::schema::users;
+use super::schema::{user_count, users};
+use crate::domain::UserCursor;
 
 /// A stored user. `password_hash` is a PHC string and never leaves the
 /// service; `Debug` omits it.
@@ -171,16 +172,52 @@ pub fn insert(conn: &mut DbConnection, user: &NewUser<'_>) -> QueryResult<()> {
         .map(drop)
 }
 
-/// One page of users, oldest first, and the total count.
-pub fn list(conn: &mut DbConnection, limit: i64, offset: i64) -> QueryResult<(Vec<User>, i64)> {
-    let total = users::table.count().get_result(conn)?;
-    let items = users::table
+/// Where a page of users starts, in creation order (`created_at`, then `id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageStart {
+    /// After skipping this many users: the database still walks past them.
+    Offset(i64),
+    /// Just after this user (a keyset): the index goes straight there, so a
+    /// deep page costs what the first one does.
+    After(UserCursor),
+}
+
+/// Up to `limit` users in creation order from `start`, and whether more
+/// follow (one extra row is read to know).
+pub fn page(
+    conn: &mut DbConnection,
+    limit: i64,
+    start: &PageStart,
+) -> QueryResult<(Vec<User>, bool)> {
+    let mut query = users::table
         .order((users::created_at.asc(), users::id.asc()))
-        .limit(limit)
-        .offset(offset)
+        .limit(limit.saturating_add(1))
         .select(User::as_select())
-        .load(conn)?;
-    Ok((items, total))
+        .into_boxed();
+    query = match start {
+        PageStart::Offset(offset) => query.offset(*offset),
+        // (created_at, id) > (after): the leading `>=` is what lets both
+        // planners start a range scan of the (created_at, id) index there;
+        // the OR alone made SQLite and PostgreSQL read from the start.
+        PageStart::After(after) => query.filter(
+            users::created_at.ge(after.created_at).and(
+                users::created_at
+                    .gt(after.created_at)
+                    .or(users::id.gt(after.id.clone())),
+            ),
+        ),
+    };
+    let mut items = query.load(conn)?;
+    let limit = usize::try_from(limit).unwrap_or(0);
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Ok((items, more))
+}
+
+/// How many users there are: one row kept by triggers on `users` (see the
+/// `user_count` migration), not a count of the table.
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    user_count::table.find(1).select(user_count::n).first(conn)
 }
 
 #[derive(AsChangeset, Default)]

@@ -1,11 +1,14 @@
 use serde::{Deserialize, Serialize};
 
-/// A user's role; travels in the `role` claim.
+/// A user's role, or `service` for a service client's token; travels in
+/// the `role` claim.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
     Admin,
+    /// A service client (client-credentials grant), never a user's role.
+    Service,
 }
 
 impl Role {
@@ -13,9 +16,11 @@ impl Role {
         match self {
             Role::User => "user",
             Role::Admin => "admin",
+            Role::Service => "service",
         }
     }
 
+    /// A user's role: `user` or `admin` (never `service`).
     pub fn parse(raw: &str) -> Result<Self, String> {
         match raw {
             "user" => Ok(Role::User),

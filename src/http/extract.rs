@@ -13,7 +13,9 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use secrecy::SecretString;
 
+use crate::auth::sessions::SessionOrigin;
 use crate::auth::throttle::client_address;
 use crate::auth::tokens::Claims;
 use crate::db::users;
@@ -58,7 +60,30 @@ fn verify_stateless(req: &HttpRequest) -> Result<Claims, ApiError> {
         .map_err(|e| ApiError::invalid_token(e.to_string()))
 }
 
-/// A caller with a valid access token, checked statelessly.
+/// A user's token: a service client's gets 403 `user_token_required`.
+fn user_only(claims: Claims) -> Result<Claims, ApiError> {
+    if claims.role == Role::Service {
+        return Err(ApiError::user_token_required());
+    }
+    Ok(claims)
+}
+
+/// A caller with any valid access token, a user's or a service client's,
+/// checked statelessly (`GET /auth/verify`).
+#[derive(Debug, Clone)]
+pub struct AnyBearer(pub Claims);
+
+impl FromRequest for AnyBearer {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(verify_stateless(req).map(AnyBearer))
+    }
+}
+
+/// A user with a valid access token, checked statelessly; a service
+/// client's token gets 403.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Claims);
 
@@ -73,11 +98,12 @@ impl FromRequest for Authenticated {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(verify_stateless(req).map(Authenticated))
+        std::future::ready(verify_stateless(req).and_then(user_only).map(Authenticated))
     }
 }
 
-/// A caller whose token is valid and not revoked, with their current row.
+/// A user whose token is valid and not revoked, with their current row; a
+/// service client's token gets 403.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub claims: Claims,
@@ -100,7 +126,9 @@ impl FromRequest for CurrentUser {
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let verified = verify_stateless(req).and_then(|claims| Ok((claims, state(req)?)));
+        let verified = verify_stateless(req)
+            .and_then(user_only)
+            .and_then(|claims| Ok((claims, state(req)?)));
         Box::pin(async move {
             let (claims, state) = verified?;
             let user = state.sessions.authorize(claims.clone()).await?;
@@ -127,6 +155,65 @@ impl FromRequest for MaybeCurrentUser {
                 Box::pin(async move { Ok(MaybeCurrentUser(Some(current.await?))) })
             }
         }
+    }
+}
+
+/// An `Authorization: Basic` header that cannot be read.
+#[derive(Debug, Clone, Copy)]
+pub struct MalformedBasic;
+
+/// HTTP Basic credentials (RFC 7617) of a service client, each part
+/// form-urlencoded as RFC 6749 §2.3.1 asks. `Ok(None)` when the
+/// `Authorization` header is absent or of another scheme.
+pub fn basic_credentials(
+    req: &HttpRequest,
+) -> Result<Option<(String, SecretString)>, MalformedBasic> {
+    use base64::Engine as _;
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| MalformedBasic)?.trim();
+    let (scheme, encoded) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| MalformedBasic)?;
+    let decoded = String::from_utf8(decoded).map_err(|_| MalformedBasic)?;
+    let (id, secret) = decoded.split_once(':').ok_or(MalformedBasic)?;
+    let unescape = |part: &str| -> String {
+        form_urlencoded::parse(format!("x={part}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((unescape(id), SecretString::from(unescape(secret)))))
+}
+
+/// Where a login comes from: the client address (as below) and the
+/// `User-Agent`, kept with the session it opens.
+#[derive(Debug, Clone)]
+pub struct RequestOrigin(pub SessionOrigin);
+
+impl FromRequest for RequestOrigin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let address = match ClientAddress::from_request(req, payload).into_inner() {
+            Ok(ClientAddress(address)) => address,
+            Err(error) => return std::future::ready(Err(error)),
+        };
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        std::future::ready(Ok(RequestOrigin(SessionOrigin {
+            user_agent,
+            ip: address,
+        })))
     }
 }
 

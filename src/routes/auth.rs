@@ -7,12 +7,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::auth::sessions::{SecondFactor, TokenPair, TokenStatus};
+use crate::auth::clients::AuthenticatedClient;
+use crate::auth::sessions::{Introspector, SecondFactor, TokenPair, TokenStatus};
 use crate::auth::tokens::Claims;
 use crate::domain::Role;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
 use crate::http::body::{JsonBody, JsonOrFormBody, OptionalJsonBody, not_null};
-use crate::http::extract::{self, Authenticated, ClientAddress, CurrentUser};
+use crate::http::extract::{self, AnyBearer, ClientAddress, CurrentUser, RequestOrigin};
 use crate::openapi::{ClaimsSchema, Problem, RoleSchema};
 use crate::state::AppState;
 
@@ -42,7 +43,7 @@ pub struct TokenResponse {
 }
 
 /// Sent with `Cache-Control: no-store`, as RFC 6749 §5.1 requires.
-pub(crate) fn token_response(pair: TokenPair) -> HttpResponse {
+pub fn token_response(pair: TokenPair) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
@@ -95,12 +96,12 @@ pub struct LoginRequest {
 )]
 pub async fn login(
     state: web::Data<AppState>,
-    ClientAddress(client): ClientAddress,
+    RequestOrigin(origin): RequestOrigin,
     JsonBody(body): JsonBody<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let pair = state
         .sessions
-        .login(&body.username, body.password, client)
+        .login(&body.username, body.password, origin)
         .await?;
     Ok(token_response(pair))
 }
@@ -176,7 +177,7 @@ pub struct MfaVerifyWithRecoveryCode {
 )]
 pub async fn verify_mfa(
     state: web::Data<AppState>,
-    ClientAddress(client): ClientAddress,
+    RequestOrigin(origin): RequestOrigin,
     JsonBody(body): JsonBody<MfaVerifyRequest>,
 ) -> ApiResult<HttpResponse> {
     let factor = match (body.code, body.recovery_code) {
@@ -191,7 +192,7 @@ pub async fn verify_mfa(
     };
     let pair = state
         .sessions
-        .verify_mfa(body.mfa_token, factor, client)
+        .verify_mfa(body.mfa_token, factor, origin)
         .await?;
     Ok(token_response(pair))
 }
@@ -241,7 +242,7 @@ pub struct ExchangeRequest {
 pub async fn exchange(
     req: HttpRequest,
     state: web::Data<AppState>,
-    ClientAddress(client): ClientAddress,
+    RequestOrigin(origin): RequestOrigin,
     OptionalJsonBody(body): OptionalJsonBody<ExchangeRequest>,
 ) -> ApiResult<HttpResponse> {
     let key = match extract::presented_token(&req)? {
@@ -250,7 +251,7 @@ pub async fn exchange(
             .map(|body| body.token)
             .ok_or_else(ApiError::not_authenticated)?,
     };
-    let pair = state.sessions.exchange(key, client).await?;
+    let pair = state.sessions.exchange(key, origin).await?;
     Ok(token_response(pair))
 }
 
@@ -317,6 +318,7 @@ pub struct LogoutRequest {
         (status = 204, description = "Logged out."),
         (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "A service client's token (`user_token_required`): this route is for users.", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "A body that is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "An unknown or mistyped field (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
@@ -346,6 +348,7 @@ pub async fn logout(
     responses(
         (status = 204, description = "Every earlier token of the user is revoked."),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "A service client's token (`user_token_required`): this route is for users.", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -370,7 +373,7 @@ pub async fn logout_all(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's claims.", body = ClaimsSchema, headers(
-            ("X-User-Id" = String, description = "The token's `sub`: the user's id."),
+            ("X-User-Id" = String, description = "The token's `sub`: the user's id (a service client's id for a service token)."),
             ("X-User-Role" = RoleSchema, description = "The token's `role`."),
             ("X-User-Aal" = String, description = "The token's `aal`: `aal1`, or `aal2` after a second factor."),
             ("Cache-Control" = String, description = "`no-store`"),
@@ -378,7 +381,7 @@ pub async fn logout_all(
         (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
-pub async fn verify(Authenticated(claims): Authenticated) -> HttpResponse {
+pub async fn verify(AnyBearer(claims): AnyBearer) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Ok(value) = HeaderValue::from_str(&claims.sub) {
         response.insert_header(("X-User-Id", value));
@@ -406,6 +409,15 @@ pub struct IntrospectRequest {
         reason = "RFC 7662 allows the hint; every token type is tried anyway"
     )]
     token_type_hint: Option<String>,
+    /// A service client's id, when it authenticates in the body
+    /// (`client_secret_post`) rather than with HTTP Basic.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String)]
+    client_id: Option<String>,
+    /// That client's secret.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = String, format = Password)]
+    client_secret: Option<SecretString>,
 }
 
 /// The RFC 7662 introspection response: `{"active": false}` alone for any
@@ -450,20 +462,34 @@ pub struct Introspection {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     jti: Option<String>,
+    /// The session (refresh-token family) of a user's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    sid: Option<String>,
+    /// The service client of a service token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    client_id: Option<String>,
+    /// A service token's scopes, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    scope: Option<String>,
 }
 
 impl Introspection {
     fn of(status: TokenStatus) -> Self {
         match status {
-            TokenStatus::Access(claims) => Self::of_access_token(claims),
+            TokenStatus::Access(claims) => Self::of_access_token(*claims),
             TokenStatus::Refresh {
                 user_id,
                 expires_at,
                 issued_at,
+                session_id,
             } => Self {
                 active: true,
                 token_type: Some("refresh_token"),
                 sub: Some(user_id),
+                sid: Some(session_id),
                 exp: Some(expires_at),
                 iat: Some(issued_at),
                 ..Default::default()
@@ -477,7 +503,7 @@ impl Introspection {
             active: true,
             token_type: Some("access_token"),
             sub: Some(claims.sub),
-            username: Some(claims.username),
+            username: Some(claims.username).filter(|name| !name.is_empty()),
             role: Some(claims.role),
             exp: Some(claims.exp),
             iat: Some(claims.iat),
@@ -485,6 +511,9 @@ impl Introspection {
             iss: Some(claims.iss),
             aud: Some(claims.aud),
             jti: Some(claims.jti),
+            sid: claims.sid,
+            client_id: claims.client_id,
+            scope: claims.scope,
         }
     }
 }
@@ -493,7 +522,10 @@ impl Introspection {
 ///
 /// Revocation is taken into account. Anything invalid, expired or revoked
 /// is just `{"active": false}`. The body may be JSON or a form, as RFC 7662
-/// clients send it.
+/// clients send it. Who may see what (RFC 7662 §2.1): a service client
+/// (HTTP Basic, `client_id`/`client_secret` in the body, or its own bearer
+/// token) or an admin sees any token; a user sees only their own tokens,
+/// and `{"active": false}` for anyone else's.
 #[utoipa::path(
     post,
     path = "/auth/introspect",
@@ -503,28 +535,100 @@ impl Introspection {
         (IntrospectRequest = "application/json"),
         (IntrospectRequest = "application/x-www-form-urlencoded"),
     )),
-    security(("bearer" = [])),
+    security(("bearer" = []), ("client_basic" = [])),
     responses(
         (status = 200, description = "Whether the token is active, and its claims if so.", body = Introspection, headers(
             ("Cache-Control" = String, description = "`no-store`"),
         )),
         (status = 400, description = "The body is not well-formed JSON or form data (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 401, description = "The caller's own token is missing (`not_authenticated`), or invalid, expired or revoked (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, description = "No credentials (`not_authenticated`), the caller's own token is invalid, expired or revoked (`invalid_token`), or the client credentials are wrong (`invalid_client`, with a `Basic` challenge).", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is neither JSON nor form data (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "A field is missing, unknown or mistyped (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "A field is missing, unknown or mistyped, or a client id without its secret (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many failed client authentications for this client or from this address (`throttled`).", body = Problem, content_type = PROBLEM_JSON, headers(
+            ("Retry-After" = i64, description = "Seconds until the client may try again."),
+        )),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
 pub async fn introspect(
+    req: HttpRequest,
     state: web::Data<AppState>,
-    _caller: CurrentUser,
-    JsonOrFormBody(body): JsonOrFormBody<IntrospectRequest>,
+    ClientAddress(address): ClientAddress,
+    body: Result<JsonOrFormBody<IntrospectRequest>, ApiError>,
 ) -> ApiResult<HttpResponse> {
+    // Without any credentials, the missing credentials come first.
+    let body = match body {
+        Ok(JsonOrFormBody(body)) => body,
+        Err(_) if req.headers().get(header::AUTHORIZATION).is_none() => {
+            return Err(ApiError::not_authenticated());
+        }
+        Err(error) => return Err(error),
+    };
+    let form_client = match (body.client_id, body.client_secret) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::validation_field(
+                "client_secret",
+                "Give both client_id and client_secret, or neither.",
+            ));
+        }
+    };
+    let viewer = match authenticated_client(&req, &state, form_client, address).await? {
+        Some(_) => Introspector::Privileged,
+        None => introspector_by_bearer(&req, &state).await?,
+    };
     let status = state
         .sessions
-        .introspect(body.token.expose_secret())
+        .introspect(body.token.expose_secret(), viewer)
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Introspection::of(status)))
+}
+
+/// A service client authenticated by HTTP Basic or by credentials from the
+/// body (not both); `None` when neither was sent.
+pub async fn authenticated_client(
+    req: &HttpRequest,
+    state: &AppState,
+    form_client: Option<(String, SecretString)>,
+    address: Option<std::net::IpAddr>,
+) -> ApiResult<Option<AuthenticatedClient>> {
+    let basic = extract::basic_credentials(req).map_err(|extract::MalformedBasic| {
+        ApiError::from(crate::auth::clients::ClientAuthError::InvalidClient)
+    })?;
+    let (id, secret) = match (basic, form_client) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation_field(
+                "client_id",
+                "Authenticate the client with HTTP Basic or in the body, not both.",
+            ));
+        }
+        (Some(credentials), None) | (None, Some(credentials)) => credentials,
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(
+        state.clients.authenticate(&id, &secret, address).await?,
+    ))
+}
+
+/// The bearer of an introspection: a service client's token (checked
+/// against its client), an admin's, or a user's.
+async fn introspector_by_bearer(req: &HttpRequest, state: &AppState) -> ApiResult<Introspector> {
+    let token = extract::presented_token(req)?.ok_or_else(ApiError::not_authenticated)?;
+    let claims = state
+        .keys
+        .verify(token)
+        .map_err(|e| ApiError::invalid_token(e.to_string()))?;
+    if claims.role == Role::Service {
+        state.clients.authorize_token(claims).await?;
+        return Ok(Introspector::Privileged);
+    }
+    let user = state.sessions.authorize(claims).await?;
+    Ok(if user.role == Role::Admin.as_str() {
+        Introspector::Privileged
+    } else {
+        Introspector::User(user.id)
+    })
 }

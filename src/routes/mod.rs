@@ -5,10 +5,12 @@
 pub mod auth;
 pub mod docs;
 pub mod mfa;
+pub mod oauth;
 pub mod ops;
 pub mod pages;
 pub mod passkeys;
 pub mod recovery;
+pub mod sessions;
 pub mod users;
 
 use actix_web::http::{
@@ -42,6 +44,26 @@ fn endpoints() -> Vec<Endpoint> {
         (
             "/.well-known/jwks.json",
             vec![on(Method::GET, || web::to(ops::jwks))],
+        ),
+        (
+            "/.well-known/oauth-authorization-server",
+            vec![on(Method::GET, || web::to(oauth::metadata))],
+        ),
+        (
+            "/oauth/token",
+            vec![on(Method::POST, || web::to(oauth::token))],
+        ),
+        (
+            "/oauth/revoke",
+            vec![on(Method::POST, || web::to(oauth::revoke))],
+        ),
+        (
+            "/auth/sessions",
+            vec![on(Method::GET, || web::to(sessions::list_sessions))],
+        ),
+        (
+            "/auth/sessions/{id}",
+            vec![on(Method::DELETE, || web::to(sessions::end_session))],
         ),
         (
             "/auth/login",
@@ -171,6 +193,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
         auth::Api::openapi(),
         mfa::Api::openapi(),
         passkeys::Api::openapi(),
+        sessions::Api::openapi(),
+        oauth::Api::openapi(),
         recovery::Api::openapi(),
         users::Api::openapi(),
         ops::Api::openapi(),
@@ -246,8 +270,12 @@ mod tests {
     fn the_role_schema_lists_the_roles() {
         let document = document_json();
         let roles = &document["components"]["schemas"]["Role"]["enum"];
-        let expected = [crate::domain::Role::User, crate::domain::Role::Admin]
-            .map(|role| serde_json::to_value(role).unwrap());
+        let expected = [
+            crate::domain::Role::User,
+            crate::domain::Role::Admin,
+            crate::domain::Role::Service,
+        ]
+        .map(|role| serde_json::to_value(role).unwrap());
         assert_eq!(roles, &serde_json::Value::from(expected.to_vec()));
     }
 }

@@ -18,7 +18,7 @@ use crate::auth::passkeys::MAX_NAME_CHARS;
 use crate::db::passkeys::StoredPasskey;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
 use crate::http::body::JsonBody;
-use crate::http::extract::{ClientAddress, CurrentUser};
+use crate::http::extract::{CurrentUser, RequestOrigin};
 use crate::openapi::Problem;
 use crate::routes::auth::{TokenResponse, token_response};
 use crate::state::AppState;
@@ -321,12 +321,12 @@ pub async fn start_login(state: web::Data<AppState>) -> ApiResult<HttpResponse> 
 )]
 pub async fn finish_login(
     state: web::Data<AppState>,
-    ClientAddress(client): ClientAddress,
+    RequestOrigin(origin): RequestOrigin,
     JsonBody(body): JsonBody<LoginFinishRequest>,
 ) -> ApiResult<HttpResponse> {
     let pair = state
         .sessions
-        .login_with_passkey(&state.passkeys, body.ceremony_id, &body.credential, client)
+        .login_with_passkey(&state.passkeys, body.ceremony_id, &body.credential, origin)
         .await?;
     Ok(token_response(pair))
 }

@@ -161,6 +161,7 @@ pub async fn verify_email(
     responses(
         (status = 202, description = "A new link is on its way."),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "A service client's token (`user_token_required`): this route is for users.", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The email is verified and no change is pending (`conflict`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::accounts::{NewAccount, PasswordChange, ProfileChanges};
-use crate::db::users;
-use crate::domain::{Email, Password, Role, Username};
+use crate::db::users::{self, PageStart};
+use crate::domain::{Email, Password, Role, UserCursor, Username};
 use crate::error::{ApiError, ApiResult, FieldErrors, PROBLEM_JSON};
 use crate::http::body::{JsonBody, not_null};
 use crate::http::extract::{Authenticated, CurrentUser, MaybeCurrentUser};
@@ -173,7 +173,7 @@ pub struct CreateUserRequest {
         )),
         (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "Registration is `admin_only` and no token was sent (`not_authenticated`), or the token sent is invalid, expired or revoked (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Registration is `admin_only` and the caller is no admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Registration is `admin_only` and the caller is no admin (`permission_denied`), or a service client's token (`user_token_required`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The username or email is taken, case-insensitively (`conflict`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A field is missing, unknown, mistyped or breaks its rules (`validation_failed`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
@@ -225,9 +225,15 @@ pub struct ListQuery {
     /// Users per page.
     #[param(value_type = i64, required = false, minimum = 1, maximum = 100, default = 20)]
     limit: Option<i64>,
-    /// Users to skip.
+    /// Users to skip. Costs the database a walk past them: for deep pages
+    /// follow `next` (a cursor) instead.
     #[param(value_type = i64, required = false, minimum = 0, default = 0)]
     offset: Option<i64>,
+    /// Start just after the user a previous page ended with: that page's
+    /// `next_cursor`. Any depth costs what the first page does. Not combined
+    /// with a non-zero `offset`.
+    #[param(value_type = String, required = false)]
+    cursor: Option<String>,
 }
 
 pub const DEFAULT_PAGE: i64 = 20;
@@ -240,10 +246,22 @@ pub struct Page {
     items: Vec<UserView>,
     #[schema(example = 20)]
     limit: i64,
+    /// The `offset` asked for (0 on a page fetched by `cursor`).
     #[schema(example = 0)]
     offset: i64,
     /// Users in all.
     total: i64,
+    /// The next page's `cursor`; null on the last page.
+    #[schema(
+        example = "MjAyNi0xMi0wNFQxMDowMDowMC4xMjM0NTYvMDE5MGM2YTItN2IzZS03Y2MxLTliMWUtMmY2YTFkMWM5ZTAx"
+    )]
+    next_cursor: Option<String>,
+    /// The next page as a link (the same `limit`, `next_cursor`); null on
+    /// the last page.
+    #[schema(
+        example = "/users?limit=20&cursor=MjAyNi0xMi0wNFQxMDowMDowMC4xMjM0NTYvMDE5MGM2YTItN2IzZS03Y2MxLTliMWUtMmY2YTFkMWM5ZTAx"
+    )]
+    next: Option<String>,
 }
 
 /// List users, a page at a time.
@@ -261,7 +279,8 @@ pub struct Page {
         (status = 200, description = "A page of users.", body = Page),
         (status = 400, description = "The query string cannot be read, e.g. a `limit` that is no integer (`invalid_query`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 422, description = "`limit` outside 1-100, or a negative `offset` (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "A service client's token (`user_token_required`): this route is for users.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 422, description = "`limit` outside 1-100, a negative `offset`, an `offset` with a `cursor`, or a `cursor` this service did not write (`validation_failed`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -283,24 +302,37 @@ pub async fn list(
     );
     validator.check(
         "offset",
-        if offset >= 0 {
-            Ok(())
-        } else {
+        if offset < 0 {
             Err("Must be 0 or more.".to_owned())
+        } else if offset > 0 && query.cursor.is_some() {
+            Err("Cannot be combined with `cursor`.".to_owned())
+        } else {
+            Ok(())
         },
     );
+    let after = query
+        .cursor
+        .as_deref()
+        .and_then(|text| validator.check("cursor", UserCursor::parse(text)));
     validator.finish()?;
-    let (rows, total) = state.accounts.page(limit, offset).await?;
+    let start = after.map_or(PageStart::Offset(offset), PageStart::After);
+    let page = state.accounts.page(limit, start).await?;
     let admin = caller.is_admin();
-    let items = rows
+    let items = page
+        .users
         .into_iter()
         .map(|user| UserView::for_viewer(user, admin))
         .collect();
+    let next_cursor = page.next.map(|next| next.encode());
     Ok(HttpResponse::Ok().json(Page {
         items,
         limit,
         offset,
-        total,
+        total: page.total,
+        next: next_cursor
+            .as_ref()
+            .map(|cursor| format!("/users?limit={limit}&cursor={cursor}")),
+        next_cursor,
     }))
 }
 
@@ -320,6 +352,7 @@ fn no_such_user() -> ApiError {
     responses(
         (status = 200, description = "The caller, with full fields.", body = FullUser),
         (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one, or one whose user is gone (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "A service client's token (`user_token_required`): this route is for users.", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),
 )]
@@ -345,6 +378,7 @@ pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> ApiResult<
     responses(
         (status = 200, description = "The user.", body = UserView),
         (status = 401, description = "No token (`not_authenticated`), or an invalid or expired one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "A service client's token (`user_token_required`): this route is for users.", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),
@@ -409,7 +443,7 @@ pub struct UpdateUserRequest {
         (status = 200, description = "The user as changed.", body = FullUser),
         (status = 400, description = "The body is not well-formed JSON (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Another user's account without being admin, or a `role` or `is_active` change without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's account without being admin, or a `role` or `is_active` change without being admin (`permission_denied`), or a service client's token (`user_token_required`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 409, description = "The new username or email is taken, case-insensitively (`conflict`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
@@ -488,7 +522,7 @@ pub struct ChangePasswordRequest {
         (status = 204, description = "Changed; the user's earlier tokens are revoked."),
         (status = 400, description = "The body is not well-formed JSON (`parse_error`), or `current_password` is wrong (`invalid_current_password`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Another user's password without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's password without being admin (`permission_denied`), or a service client's token (`user_token_required`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 415, description = "The body is not JSON (`unsupported_media_type`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 422, description = "A field is missing, unknown, mistyped or breaks its rules (`validation_failed`); `errors` names which.", body = Problem, content_type = PROBLEM_JSON),
@@ -542,7 +576,7 @@ pub async fn change_password(
     responses(
         (status = 204, description = "Deleted."),
         (status = 401, description = "No token (`not_authenticated`), or an invalid, expired or revoked one (`invalid_token`).", body = Problem, content_type = PROBLEM_JSON),
-        (status = 403, description = "Another user's account without being admin (`permission_denied`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 403, description = "Another user's account without being admin (`permission_denied`), or a service client's token (`user_token_required`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No user with that id (`not_found`).", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, description = "The database is unreachable (`service_unavailable`).", body = Problem, content_type = PROBLEM_JSON),
     ),

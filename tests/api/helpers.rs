@@ -370,6 +370,59 @@ impl TestApp {
         })
     }
 
+    /// Creates a service client with `scopes` (space-separated) directly in
+    /// the database, as `tessera client create` does; returns its id and
+    /// secret.
+    pub fn create_client(&self, scopes: &str) -> (String, String) {
+        let client_id = uuid::Uuid::new_v4().to_string();
+        let secret = format!("test-secret-{}", uuid::Uuid::new_v4().simple());
+        let mut conn = self.db_conn();
+        tessera::db::service_clients::insert(
+            &mut conn,
+            &tessera::db::service_clients::NewServiceClient {
+                client_id: &client_id,
+                name: "test service",
+                secret_hash: &tessera::auth::refresh::hash(&secret),
+                scopes,
+                created_at: chrono::Utc::now().naive_utc(),
+            },
+        )
+        .expect("insert a service client");
+        (client_id, secret)
+    }
+
+    /// `POST /oauth/token` with a form body and optional HTTP Basic credentials.
+    pub async fn oauth_token(
+        &self,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut request = self.client.post(self.url("/oauth/token")).form(form);
+        if let Some((id, secret)) = basic {
+            request = request.basic_auth(id, Some(secret));
+        }
+        request.send().await.expect("request")
+    }
+
+    /// A client-credentials access token of a new client with `scopes`;
+    /// returns the client id, its secret and the token.
+    pub async fn service_token(&self, scopes: &str) -> (String, String, String) {
+        let (id, secret) = self.create_client(scopes);
+        let response = self
+            .oauth_token(
+                Some((&id, &secret)),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "client credentials");
+        let body: Value = response.json().await.expect("token json");
+        let token = body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned();
+        (id, secret, token)
+    }
+
     /// Number of rows in a table, for checks on pruning and revocation.
     pub fn count_rows(&self, table: &str) -> i64 {
         #[derive(QueryableByName)]

@@ -134,16 +134,29 @@ async fn every_operation_has_a_success_response_and_problem_errors(backend: Back
                 continue;
             }
             let content = response["content"].as_object().expect("error content");
-            assert_eq!(
-                content.keys().collect::<Vec<_>>(),
-                ["application/problem+json"],
-                "{name} {status}"
-            );
-            assert_eq!(
-                content["application/problem+json"]["schema"]["$ref"],
-                "#/components/schemas/Problem",
-                "{name} {status}"
-            );
+            // The OAuth endpoints answer RFC 6749 §5.2 errors, which OAuth
+            // client libraries read, instead of problems.
+            let oauth_error = path.starts_with("/oauth/")
+                && matches!(status.as_str(), "400" | "401")
+                && content.keys().collect::<Vec<_>>() == ["application/json"];
+            if oauth_error {
+                assert_eq!(
+                    content["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/OAuthErrorBody",
+                    "{name} {status}"
+                );
+            } else {
+                assert_eq!(
+                    content.keys().collect::<Vec<_>>(),
+                    ["application/problem+json"],
+                    "{name} {status}"
+                );
+                assert_eq!(
+                    content["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{name} {status}"
+                );
+            }
             match status.as_str() {
                 "401" => assert!(response["headers"].get("WWW-Authenticate").is_some()),
                 "429" | "503" => assert!(response["headers"].get("Retry-After").is_some()),
@@ -187,12 +200,17 @@ async fn documented_security_is_what_each_route_enforces(backend: Backend) {
         let offers_bearer = requirements.iter().any(|r| r.get("bearer").is_some());
         // `POST /auth/exchange` takes a legacy DRF key, in the header or the body.
         let offers_drf_key = requirements.iter().any(|r| r.get("drf_token").is_some());
+        // The OAuth endpoints take a service client's credentials (HTTP
+        // Basic or in the body), or none.
+        let offers_client_basic = requirements.iter().any(|r| r.get("client_basic").is_some());
         let anonymous_allowed = requirements.is_empty()
             || requirements
                 .iter()
                 .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
         assert!(
-            requirements.is_empty() || offers_bearer || (offers_drf_key && anonymous_allowed),
+            requirements.is_empty()
+                || offers_bearer
+                || ((offers_drf_key || offers_client_basic) && anonymous_allowed),
             "{method} {path}: {requirements:?}"
         );
         let url = path.replace("{id}", &uuid::Uuid::new_v4().to_string());

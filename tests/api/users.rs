@@ -46,6 +46,12 @@ backend_tests!(
     listing_users_with_limit_over_100_is_refused,
     listing_users_with_a_negative_offset_is_refused,
     listing_users_with_a_non_numeric_limit_is_refused,
+    following_next_cursors_lists_every_user_once_in_creation_order,
+    listing_users_offers_no_next_page_after_the_last_user,
+    a_cursor_stays_valid_when_its_user_is_deleted,
+    listing_users_with_a_cursor_not_written_by_tessera_is_refused,
+    listing_users_with_a_cursor_and_an_offset_is_refused,
+    listing_users_total_follows_registrations_and_deletions,
     non_admin_listing_shows_only_public_fields,
     admin_listing_shows_full_fields,
     me_returns_the_full_user_of_the_token_subject,
@@ -474,7 +480,11 @@ async fn listing_users_returns_a_page_envelope(backend: Backend) {
     let response = app.get("/users", Some(&alice.tokens.access)).await;
     assert_eq!(response.status(), 200);
     let page = json_of(response).await;
-    assert_eq!(keys(&page), ["items", "limit", "offset", "total"], "{page}");
+    assert_eq!(
+        keys(&page),
+        ["items", "limit", "next", "next_cursor", "offset", "total"],
+        "{page}"
+    );
     assert_eq!(page["limit"], 20);
     assert_eq!(page["offset"], 0);
     assert_eq!(page["total"], 2);
@@ -566,6 +576,108 @@ async fn listing_users_with_a_negative_offset_is_refused(backend: Backend) {
 async fn listing_users_with_a_non_numeric_limit_is_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     assert_query_refused(&app, "limit=abc").await;
+}
+
+fn usernames(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn following_next_cursors_lists_every_user_once_in_creation_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.user("user0").await;
+    for n in 1..5 {
+        app.register(&format!("user{n}")).await;
+    }
+    let mut seen = Vec::new();
+    let mut path = "/users?limit=2".to_owned();
+    for _ in 0..5 {
+        let page = json_of(app.get(&path, Some(&first.tokens.access)).await).await;
+        assert_eq!(page["total"], 5, "{page}");
+        seen.extend(usernames(&page));
+        match page["next"].as_str() {
+            Some(next) => {
+                let cursor = page["next_cursor"].as_str().unwrap();
+                assert_eq!(next, format!("/users?limit=2&cursor={cursor}"));
+                path = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["user0", "user1", "user2", "user3", "user4"]);
+}
+
+async fn listing_users_offers_no_next_page_after_the_last_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.user("user0").await;
+    app.register("user1").await;
+    let page = json_of(app.get("/users?limit=2", Some(&first.tokens.access)).await).await;
+    assert_eq!(usernames(&page), ["user0", "user1"]);
+    assert_eq!(page["next"], Value::Null, "{page}");
+    assert_eq!(page["next_cursor"], Value::Null, "{page}");
+}
+
+async fn a_cursor_stays_valid_when_its_user_is_deleted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin("root").await;
+    let one = app.user("user1").await;
+    app.register("user2").await;
+    let page = json_of(app.get("/users?limit=2", Some(&admin.tokens.access)).await).await;
+    assert_eq!(usernames(&page), ["root", "user1"]);
+    let next = page["next"].as_str().unwrap().to_owned();
+    assert_eq!(
+        delete(&app, &one.id, &admin.tokens.access).await.status(),
+        204
+    );
+    let rest = json_of(app.get(&next, Some(&admin.tokens.access)).await).await;
+    assert_eq!(usernames(&rest), ["user2"]);
+    assert_eq!(rest["total"], 2);
+}
+
+async fn listing_users_with_a_cursor_not_written_by_tessera_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.user("alice").await;
+    let response = app
+        .get("/users?cursor=bm90LWEtY3Vyc29y", Some(&alice.tokens.access))
+        .await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    assert!(body["errors"]["cursor"].is_array(), "{body}");
+}
+
+async fn listing_users_with_a_cursor_and_an_offset_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alice = app.user("alice").await;
+    app.register("bob").await;
+    let page = json_of(app.get("/users?limit=1", Some(&alice.tokens.access)).await).await;
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let response = app
+        .get(
+            &format!("/users?cursor={cursor}&offset=1"),
+            Some(&alice.tokens.access),
+        )
+        .await;
+    let body = assert_problem(response, 422, "validation_failed").await;
+    assert!(body["errors"]["offset"].is_array(), "{body}");
+}
+
+async fn listing_users_total_follows_registrations_and_deletions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin("root").await;
+    let alice = app.user("alice").await;
+    app.register("bob").await;
+    let total = |page: Value| page["total"].as_i64().unwrap();
+    let page = json_of(app.get("/users", Some(&admin.tokens.access)).await).await;
+    assert_eq!(total(page), 3);
+    assert_eq!(
+        delete(&app, &alice.id, &admin.tokens.access).await.status(),
+        204
+    );
+    let page = json_of(app.get("/users", Some(&admin.tokens.access)).await).await;
+    assert_eq!(total(page), 2);
 }
 
 async fn non_admin_listing_shows_only_public_fields(backend: Backend) {

@@ -1,0 +1,3 @@
+DROP TRIGGER users_count_delete;
+DROP TRIGGER users_count_insert;
+DROP TABLE user_count;
