@@ -31,6 +31,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::clients::ClientAuthError;
 use crate::auth::mfa::TotpError;
+use crate::auth::passkeys::PasskeyError;
 use crate::auth::sessions::{
     AccessError, EndSessionError, ExchangeError, LoginError, MfaError, RefreshError,
 };
@@ -462,7 +463,7 @@ impl From<LoginError> for ApiError {
             )
             .with_extension("methods", serde_json::Value::from(challenge.methods)),
             LoginError::Hashing(error) => error.into(),
-            LoginError::Signing(cause) => ApiError::internal(cause),
+            LoginError::Signing(cause) | LoginError::Internal(cause) => ApiError::internal(cause),
             LoginError::Store(error) => error.into(),
         }
     }
@@ -483,6 +484,32 @@ impl From<MfaError> for ApiError {
             MfaError::Unsealable(error) => ApiError::internal(error),
             MfaError::Signing(cause) => ApiError::internal(cause),
             MfaError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(error: PasskeyError) -> Self {
+        match error {
+            PasskeyError::UnknownCeremony => ApiError::validation_field(
+                "ceremony_id",
+                "Unknown, already used or expired: start again.",
+            ),
+            PasskeyError::Rejected(cause) => {
+                tracing::info!(%cause, "passkey registration refused");
+                ApiError::validation_field(
+                    "credential",
+                    "The authenticator's response does not verify for this ceremony.",
+                )
+            }
+            PasskeyError::AlreadyRegistered => ApiError::conflict(FieldErrors::from([(
+                "credential".to_owned(),
+                vec!["This passkey is already registered.".to_owned()],
+            )])),
+            PasskeyError::NotFound => ApiError::not_found("No passkey with that id."),
+            PasskeyError::UserGone => ApiError::invalid_token("The token's user no longer exists."),
+            PasskeyError::Internal(cause) => ApiError::internal(cause),
+            PasskeyError::Store(error) => error.into(),
         }
     }
 }

@@ -55,6 +55,7 @@ pub const CLIENT_BASIC: &str = "client_basic";
         (name = "sessions", description = "The caller's sessions (one per login): listing and ending them."),
         (name = "oauth", description = "OAuth 2.0 for services: client credentials, revocation, server metadata."),
         (name = "mfa", description = "Second factors: TOTP enrolment, its recovery codes, and removal."),
+        (name = "passkeys", description = "Passkeys (WebAuthn): registration, the list, removal, and the passwordless login."),
         (name = "recovery", description = "Password reset and email verification by mailed one-time links."),
         (name = "users", description = "Registration and user accounts."),
         (name = "ops", description = "Liveness, readiness and the public keys."),
@@ -202,7 +203,8 @@ pub struct ClaimsSchema {
     /// Whether the user's email was verified when the token was issued.
     email_verified: bool,
     /// How the user signed in (RFC 8176): `["pwd"]`, `["pwd","otp"]`,
-    /// `["pwd","mfa"]`; absent from a service token.
+    /// `["pwd","mfa"]`, or `["hwk","user"]` for a passkey; absent from a
+    /// service token.
     #[schema(example = json!(["pwd", "otp"]), required = false)]
     amr: Vec<String>,
     /// `aal1` (one factor) or `aal2` (two); absent from a service token.

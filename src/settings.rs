@@ -50,6 +50,24 @@ pub struct Settings {
     pub email: EmailSettings,
     #[serde(default)]
     pub mfa: MfaSettings,
+    pub webauthn: WebauthnSettings,
+}
+
+/// `webauthn.*`: passkeys. The relying party is the site whose pages call
+/// the WebAuthn API; a passkey only works on the origin and RP id it was
+/// made for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebauthnSettings {
+    /// The RP id: the origin's host or a registrable suffix of it.
+    #[serde(deserialize_with = "non_empty")]
+    pub rp_id: String,
+    /// The web origin (scheme, host and port) the ceremonies run on.
+    #[serde(deserialize_with = "web_origin")]
+    pub origin: webauthn_rs::prelude::Url,
+    /// The name an authenticator shows for the site.
+    #[serde(deserialize_with = "non_empty")]
+    pub rp_name: String,
 }
 
 /// `mfa.*`: multi-factor authentication.
@@ -534,6 +552,25 @@ fn link_template<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<St
             "`{text}` is not a link with {{token}}, such as https://app.example.com/reset?token={{token}}"
         )))
     }
+}
+
+/// A web origin: `http(s)://host[:port]`, no path.
+fn web_origin<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<webauthn_rs::prelude::Url, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let invalid = || {
+        serde::de::Error::custom(format!(
+            "`{text}` is not an origin such as https://auth.example.com"
+        ))
+    };
+    let url = webauthn_rs::prelude::Url::parse(&text).map_err(|_| invalid())?;
+    let is_origin = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none();
+    if is_origin { Ok(url) } else { Err(invalid()) }
 }
 
 fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

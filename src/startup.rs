@@ -17,6 +17,7 @@ use actix_web::{App, HttpServer, ResponseError, web};
 use crate::accounts::Accounts;
 use crate::auth::clients::ServiceClients;
 use crate::auth::mfa::Mfa;
+use crate::auth::passkeys::Passkeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::{LoginThrottle, SessionPolicy, Sessions};
 use crate::auth::throttle::{AddressThrottle, MAX_TRACKED_ADDRESSES};
@@ -188,6 +189,7 @@ pub async fn build_state(settings: &Settings) -> Result<AppState, SettingsError>
             reset_throttle,
         ),
         outbox,
+        passkeys: Passkeys::new(db.clone(), &settings.webauthn)?,
         mfa: Mfa::new(
             db.clone(),
             hasher.clone(),

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use crate::accounts::Accounts;
 use crate::auth::clients::ServiceClients;
 use crate::auth::mfa::Mfa;
+use crate::auth::passkeys::Passkeys;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::auth::tokens::KeyRing;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub clients: ServiceClients,
     /// TOTP enrolment.
     pub mfa: Mfa,
+    /// Passkey registration, removal and the login's verification.
+    pub passkeys: Passkeys,
     pub recovery: Recovery,
     /// Queued mails, drained at shutdown.
     pub outbox: Arc<Outbox>,

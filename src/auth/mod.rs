@@ -5,6 +5,7 @@ pub mod clients;
 pub mod django;
 pub mod keys;
 pub mod mfa;
+pub mod passkeys;
 pub mod password;
 pub mod refresh;
 pub mod sessions;

@@ -15,6 +15,7 @@ use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::auth::passkeys::{PasskeyError, Passkeys};
 use crate::auth::password::{HashError, PasswordHasher};
 use crate::auth::throttle::AddressThrottle;
 use crate::auth::tokens::{Claims, KeyRing, SignIn, TokenSubject, new_token_id_after};
@@ -96,6 +97,9 @@ pub enum LoginError {
     Hashing(#[from] HashError),
     #[error("cannot sign the access token: {0}")]
     Signing(String),
+    /// A stored passkey or ceremony state that cannot be read back.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -484,6 +488,80 @@ impl Sessions {
             .map_err(MfaError::Signing)
     }
 
+    /// Log in with a passkey: `passkeys` verifies the assertion against its
+    /// ceremony (spent either way), then the session opens as a password
+    /// login's does, saying `amr` `["hwk","user"]` and `aal2`. No second
+    /// factor is asked: the passkey's user verification is one.
+    ///
+    /// Every refusal (unknown, used or expired ceremony, unknown or foreign
+    /// credential, bad signature, wrong origin, disabled account) is
+    /// `InvalidCredentials` and counts towards the address throttle.
+    pub async fn login_with_passkey(
+        &self,
+        passkeys: &Passkeys,
+        ceremony_id: String,
+        credential: &webauthn_rs::prelude::PublicKeyCredential,
+        origin: SessionOrigin,
+    ) -> Result<TokenPair, LoginError> {
+        let client = origin.ip;
+        self.check_address(client)
+            .map_err(LoginError::Throttled)
+            .inspect_err(|_| self.metrics.login("throttled"))?;
+        let verified = passkeys
+            .verify_login(ceremony_id, credential)
+            .await
+            .map_err(|error| match error {
+                PasskeyError::Store(error) => LoginError::Store(error),
+                other => LoginError::Internal(other.to_string()),
+            })?;
+        let (refresh_token, refresh_hash) = refresh::generate();
+        let ttl = self.policy.refresh_ttl;
+        let verified_only = self.policy.require_verified_email;
+        let outcome = match verified {
+            None => Err(LoginError::InvalidCredentials),
+            Some(verified) => {
+                db::run(&self.db, move |conn| {
+                    // Any refusal rolls the whole login back.
+                    conn.transaction::<_, LoginError, _>(|conn| {
+                        if !users::lock(conn, &verified.user_id)? {
+                            return Err(LoginError::InvalidCredentials);
+                        }
+                        let session = start_session(
+                            conn,
+                            &verified.user_id,
+                            &refresh_hash,
+                            ttl,
+                            SignIn::Passkey,
+                            &origin,
+                        )?
+                        .ok_or(LoginError::InvalidCredentials)?;
+                        if verified_only && !session.user.email_verified {
+                            return Err(LoginError::EmailNotVerified);
+                        }
+                        // Removed since it verified: it signs in no more.
+                        if !crate::auth::passkeys::record_use(conn, &verified, db::now())? {
+                            return Err(LoginError::InvalidCredentials);
+                        }
+                        login_failures::reset(conn, &format!("user:{}", verified.user_id))?;
+                        Ok(session)
+                    })
+                })
+                .await
+            }
+        };
+        let session = outcome.inspect_err(|error| match error {
+            LoginError::InvalidCredentials => {
+                self.record_address_failure(client);
+                self.metrics.login("invalid_credentials");
+            }
+            LoginError::EmailNotVerified => self.metrics.login("email_not_verified"),
+            _ => {}
+        })?;
+        self.metrics.login("success");
+        self.token_pair(session, refresh_token)
+            .map_err(LoginError::Signing)
+    }
+
     /// Exchanges a legacy DRF key for a token pair, once: the key is retired
     /// by its first exchange. Failures count towards the address throttle.
     pub async fn exchange(
@@ -773,12 +851,13 @@ impl Sessions {
             // A session unused this long has no live refresh token, and its
             // access tokens (shorter-lived) have expired: its row can go.
             let sessions_cutoff = now - refresh_ttl - TimeDelta::days(1);
-            let pruners: [(Pruner, chrono::NaiveDateTime); 6] = [
+            let pruners: [(Pruner, chrono::NaiveDateTime); 7] = [
                 (refresh_tokens::prune_expired, now),
                 (revocations::prune_expired, now),
                 (login_failures::prune_before, now - window),
                 (crate::db::one_time_tokens::prune_expired, now),
                 (crate::db::mfa::prune_expired_challenges, now),
+                (crate::db::passkeys::prune_expired_ceremonies, now),
                 (sessions::prune_unused_since, sessions_cutoff),
             ];
             for (prune, cutoff) in pruners {

@@ -82,6 +82,9 @@ pub enum SignIn {
     PasswordAndTotp,
     /// A password, then a recovery code.
     PasswordAndRecoveryCode,
+    /// A passkey: a hardware-bound key, unlocked by user verification
+    /// (webauthn-rs passkeys require it), so two factors in one.
+    Passkey,
 }
 
 impl SignIn {
@@ -91,13 +94,14 @@ impl SignIn {
             SignIn::Password => &["pwd"],
             SignIn::PasswordAndTotp => &["pwd", "otp"],
             SignIn::PasswordAndRecoveryCode => &["pwd", "mfa"],
+            SignIn::Passkey => &["hwk", "user"],
         }
     }
 
     pub fn aal(self) -> &'static str {
         match self {
             SignIn::Password => "aal1",
-            SignIn::PasswordAndTotp | SignIn::PasswordAndRecoveryCode => "aal2",
+            SignIn::PasswordAndTotp | SignIn::PasswordAndRecoveryCode | SignIn::Passkey => "aal2",
         }
     }
 
@@ -108,10 +112,14 @@ impl SignIn {
 
     /// Reads [`SignIn::as_stored`] back; anything unknown is a password.
     pub fn from_stored(text: &str) -> Self {
-        [SignIn::PasswordAndTotp, SignIn::PasswordAndRecoveryCode]
-            .into_iter()
-            .find(|sign_in| sign_in.as_stored() == text)
-            .unwrap_or(SignIn::Password)
+        [
+            SignIn::PasswordAndTotp,
+            SignIn::PasswordAndRecoveryCode,
+            SignIn::Passkey,
+        ]
+        .into_iter()
+        .find(|sign_in| sign_in.as_stored() == text)
+        .unwrap_or(SignIn::Password)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod legacy_tokens;
 pub mod login_failures;
 pub mod mfa;
 pub mod one_time_tokens;
+pub mod passkeys;
 pub mod refresh_tokens;
 pub mod revocations;
 pub mod schema;

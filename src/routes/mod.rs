@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod ops;
 pub mod pages;
+pub mod passkeys;
 pub mod recovery;
 pub mod sessions;
 pub mod users;
@@ -108,6 +109,30 @@ fn endpoints() -> Vec<Endpoint> {
             vec![on(Method::POST, || web::to(auth::verify_mfa))],
         ),
         (
+            "/auth/passkeys",
+            vec![on(Method::GET, || web::to(passkeys::list))],
+        ),
+        (
+            "/auth/passkeys/{id}",
+            vec![on(Method::DELETE, || web::to(passkeys::delete))],
+        ),
+        (
+            "/auth/passkeys/register/start",
+            vec![on(Method::POST, || web::to(passkeys::start_registration))],
+        ),
+        (
+            "/auth/passkeys/register/finish",
+            vec![on(Method::POST, || web::to(passkeys::finish_registration))],
+        ),
+        (
+            "/auth/passkeys/login/start",
+            vec![on(Method::POST, || web::to(passkeys::start_login))],
+        ),
+        (
+            "/auth/passkeys/login/finish",
+            vec![on(Method::POST, || web::to(passkeys::finish_login))],
+        ),
+        (
             "/auth/password-reset",
             vec![on(Method::POST, || {
                 web::to(recovery::request_password_reset)
@@ -167,6 +192,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     crate::openapi::assemble([
         auth::Api::openapi(),
         mfa::Api::openapi(),
+        passkeys::Api::openapi(),
         sessions::Api::openapi(),
         oauth::Api::openapi(),
         recovery::Api::openapi(),

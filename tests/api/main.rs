@@ -14,6 +14,7 @@ mod mfa;
 mod oauth;
 mod openapi;
 mod ops;
+mod passkeys;
 mod recovery;
 mod sessions;
 mod throttling;
