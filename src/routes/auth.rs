@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::clients::AuthenticatedClient;
-use crate::auth::sessions::{Introspector, SecondFactor, TokenPair, TokenStatus};
+use crate::auth::sessions::{Introspector, SecondFactor, TokenStatus};
 use crate::auth::tokens::Claims;
 use crate::domain::Role;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
 use crate::http::body::{JsonBody, JsonOrFormBody, OptionalJsonBody, not_null};
 use crate::http::extract::{self, AnyBearer, ClientAddress, CurrentUser, RequestOrigin};
+use crate::http::token::{TokenResponse, token_response};
 use crate::openapi::{ClaimsSchema, Problem, RoleSchema};
 use crate::state::AppState;
 
@@ -23,38 +24,6 @@ use crate::state::AppState;
     login, verify_mfa, exchange, refresh, logout, logout_all, verify, introspect
 ))]
 pub struct Api;
-
-/// The OAuth 2.0 token response (RFC 6749 §5.1).
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// The access token, a JWT.
-    access_token: String,
-    /// Always `Bearer`.
-    #[schema(value_type = String, example = "Bearer")]
-    token_type: &'static str,
-    /// The access token's lifetime in seconds (`jwt.access_ttl_secs`).
-    #[schema(example = 900)]
-    expires_in: i64,
-    /// An opaque refresh token; each use rotates it.
-    refresh_token: String,
-    /// The refresh token's lifetime in seconds (`jwt.refresh_ttl_secs`).
-    #[schema(example = 1209600)]
-    refresh_expires_in: i64,
-}
-
-/// Sent with `Cache-Control: no-store`, as RFC 6749 §5.1 requires.
-pub fn token_response(pair: TokenPair) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .json(TokenResponse {
-            access_token: pair.access_token,
-            token_type: "Bearer",
-            expires_in: pair.expires_in,
-            refresh_token: pair.refresh_token.expose_secret().to_owned(),
-            refresh_expires_in: pair.refresh_expires_in,
-        })
-}
 
 /// Credentials for a login.
 #[derive(Deserialize, ToSchema)]

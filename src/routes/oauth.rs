@@ -10,7 +10,7 @@
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -21,8 +21,8 @@ use crate::auth::sessions::RefreshError;
 use crate::error::{ApiError, OtherErrorFormat, PROBLEM_JSON};
 use crate::http::body::{JsonOrFormBody, not_null};
 use crate::http::extract::{self, ClientAddress};
+use crate::http::token::{TokenResponse, no_store, token_response};
 use crate::openapi::Problem;
-use crate::routes::auth::{TokenResponse, token_response};
 use crate::state::AppState;
 
 /// This module's operations, for the OpenAPI document.
@@ -288,15 +288,12 @@ pub enum TokenEndpointResponse {
 }
 
 fn client_token_response(token: ServiceToken) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
-        .json(ClientTokenResponse {
-            access_token: token.access_token,
-            token_type: "Bearer",
-            expires_in: token.expires_in,
-            scope: token.scope,
-        })
+    no_store().json(ClientTokenResponse {
+        access_token: token.access_token,
+        token_type: "Bearer",
+        expires_in: token.expires_in,
+        scope: token.scope,
+    })
 }
 
 /// Get a token: client credentials, or a refresh (RFC 6749 §4.4, §6).

@@ -19,8 +19,8 @@ use crate::db::passkeys::StoredPasskey;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
 use crate::http::body::JsonBody;
 use crate::http::extract::{CurrentUser, RequestOrigin};
+use crate::http::token::{TokenResponse, token_response};
 use crate::openapi::Problem;
-use crate::routes::auth::{TokenResponse, token_response};
 use crate::state::AppState;
 
 /// This module's operations, for the OpenAPI document.
