@@ -429,7 +429,10 @@ pub struct RevokeRequest {
     security((), ("client_basic" = [])),
     responses(
         (status = 200, description = "Revoked, or nothing to revoke."),
-        (status = 400, description = "The body is not well-formed JSON or form data (`parse_error`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "The body is not well-formed JSON or form data (`parse_error`, problem+json), or `invalid_request` (RFC 6749 §5.2 JSON): client credentials in the body without their pair, or given both in the body and by HTTP Basic.", content(
+            (Problem = "application/problem+json"),
+            (OAuthErrorBody = "application/json"),
+        )),
         (status = 401, description = "`invalid_client`: the client credentials presented are wrong (RFC 6749 §5.2 JSON).", body = OAuthErrorBody, headers(
             ("WWW-Authenticate" = String, description = "`Basic realm=\"tessera\"` after HTTP Basic, else `Bearer realm=\"tessera\"`."),
         )),
