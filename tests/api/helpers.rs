@@ -311,6 +311,17 @@ impl TestApp {
         .await
     }
 
+    /// Refreshes the refresh token of a token response, expecting 200, and
+    /// returns the new access token's claims.
+    pub async fn refreshed_claims(&self, token_response: &Value) -> Value {
+        let refreshed = self
+            .refresh(token_response["refresh_token"].as_str().unwrap())
+            .await;
+        assert_eq!(refreshed.status(), 200);
+        let refreshed: Value = refreshed.json().await.unwrap();
+        jwt_claims(refreshed["access_token"].as_str().unwrap())
+    }
+
     /// Registers `username` and logs them in.
     pub async fn user(&self, username: &str) -> TestUser {
         let user = self.register(username).await;
