@@ -5,6 +5,9 @@
 # authorizes with the access token and calls GET /users/me, all through the
 # page itself. reset.test.mjs: a reset link from a real mail (aiosmtpd's
 # Maildir) is opened, a new password typed into tessera's page, and it logs in.
+# passkey.test.mjs: a passkey is registered and used to sign in through a
+# minimal page on tessera's origin, with Chromium's DevTools virtual
+# authenticator (tessera's `webauthn.origin` is http://localhost:<port> here).
 #
 #   bash .ci/browser.sh [path/to/tessera]    (default: target/release/tessera,
 #                                             built with `cargo build --release`
@@ -100,6 +103,8 @@ sink_pid=$!
   export TESSERA__AUTH__LOGIN_MAX_FAILURES=1000000
   export TESSERA__AUTH__ADDRESS_MAX_FAILURES=1000000
   export TESSERA__SERVER__PUBLIC_URL="$base"
+  export TESSERA__WEBAUTHN__RP_ID=localhost
+  export TESSERA__WEBAUTHN__ORIGIN="http://localhost:$port"
   export TESSERA__EMAIL__TRANSPORT=smtp
   export TESSERA__EMAIL__SMTP_URL="smtp://127.0.0.1:$smtp_port"
   exec "$binary" serve
@@ -125,3 +130,9 @@ start=$(date +%s)
 TESSERA_BASE_URL="$base" TESSERA_MAILDIR="$maildir" timeout --kill-after=10 90 node .ci/browser/reset.test.mjs \
   || fail "the browser check of the password reset failed (see above)"
 echo "reset check passed in $(( $(date +%s) - start )) s"
+
+log "passkey registration and login in Chromium with a virtual authenticator (.ci/browser/passkey.test.mjs)"
+start=$(date +%s)
+TESSERA_BASE_URL="$base" TESSERA_PASSKEY_ORIGIN="http://localhost:$port" timeout --kill-after=10 90 node .ci/browser/passkey.test.mjs \
+  || fail "the browser check of passkeys failed (see above)"
+echo "passkey check passed in $(( $(date +%s) - start )) s"

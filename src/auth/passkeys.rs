@@ -129,11 +129,13 @@ impl Passkeys {
             .start_passkey_registration(user_handle, username, username, Some(exclude))
             .map_err(|error| PasskeyError::Internal(error.to_string()))?;
         // A passwordless login finds the account through the credential
-        // itself, so ask for a discoverable one. Preferred, not required:
-        // an authenticator that cannot store one still registers (and can
-        // sign in where the browser offers it by its id).
+        // itself (its options list no credential ids), so a passkey must be
+        // discoverable: require one. An authenticator that cannot store it
+        // refuses in the browser, instead of registering a credential that
+        // could never sign in here.
         if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
-            selection.resident_key = Some(ResidentKeyRequirement::Preferred);
+            selection.resident_key = Some(ResidentKeyRequirement::Required);
+            selection.require_resident_key = true;
         }
         let state = serde_json::to_string(&state)
             .map_err(|error| PasskeyError::Internal(error.to_string()))?;

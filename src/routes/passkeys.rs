@@ -148,7 +148,8 @@ fn passkey_name(name: Option<String>) -> ApiResult<String> {
 /// Start registering a passkey.
 ///
 /// Answers the options for `navigator.credentials.create()`: user
-/// verification required, a discoverable credential preferred, the caller's
+/// verification required, a discoverable credential required (the login
+/// finds the account through it), the caller's
 /// registered passkeys excluded.
 #[utoipa::path(
     post,
