@@ -129,6 +129,7 @@ bench_size() {
     postgres) seed_postgres "$db_url" "$((size - 1))" || fail "seeding PostgreSQL failed" ;;
   esac
   extra "$name" seed_s "$((SECONDS - seconds))"
+  extra "$name" rss_seeded_kib "$(kib "$pid" VmRSS)"
 
   token=$(curl -fsS -X POST "$base/auth/login" -H 'Content-Type: application/json' \
     -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
@@ -151,6 +152,7 @@ bench_size() {
   run_wrk login "$name" "$tmp/login.lua" "$base/auth/login"
   log "[$name] POST /users (registration)"
   run_wrk register "$name" "$tmp/register.lua" "$base/users"
+  extra "$name" rss_before_offset_kib "$(kib "$pid" VmRSS)"
   # Last: at a million users each of these requests takes seconds, and the
   # ones still queued when wrk stops keep the server busy for a while.
   log "[$name] GET /users?limit=20&offset=$((size - 20)) (last page, offset)"
@@ -215,7 +217,7 @@ large=${!#}
       echo "$row $(ratio "$(field "$c" "$b-$large" 3)" "$(field "$c" "$b-$small" 3)") |"
     done
     for s in $sizes; do
-      echo "$b, $s users: seeded in $(get_extra "$b-$s" seed_s) s; tessera VmRSS at the end $(mib "$(get_extra "$b-$s" rss_kib)") MiB"
+      echo "$b, $s users: seeded in $(get_extra "$b-$s" seed_s) s; tessera VmRSS after seeding $(mib "$(get_extra "$b-$s" rss_seeded_kib)") MiB, before the offset case $(mib "$(get_extra "$b-$s" rss_before_offset_kib)") MiB, at the end $(mib "$(get_extra "$b-$s" rss_kib)") MiB"
     done
   done
   echo
