@@ -22,13 +22,11 @@
 // `localhost`), served by the same server as TESSERA_BASE_URL. Run by
 // ../browser.sh. Writes screenshots/passkey.png (also on failure).
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { browser, check, finish, launch, screenshotPath, step, uniqueSuffix } from './harness.mjs';
 
-const STEP_MS = 15_000;
 const base = (process.env.TESSERA_BASE_URL || '').replace(/\/+$/, '');
 const origin = (process.env.TESSERA_PASSKEY_ORIGIN || '').replace(/\/+$/, '');
 if (!base || !origin) {
@@ -36,9 +34,7 @@ if (!base || !origin) {
   process.exit(2);
 }
 const here = dirname(fileURLToPath(import.meta.url));
-const shots = resolve(here, 'screenshots');
-const screenshot = join(shots, 'passkey.png');
-mkdirSync(shots, { recursive: true });
+const screenshot = screenshotPath('passkey');
 const pageUrl = `${origin}/passkey-check`;
 // Another origin under the same RP id (`localhost`, another port): a page
 // there gets assertions for tessera's passkeys from the same authenticator.
@@ -51,14 +47,10 @@ const otherOrigin = (() => {
 const otherPageUrl = `${otherOrigin}/passkey-check`;
 const pageHtml = readFileSync(join(here, 'passkey.html'), 'utf8');
 
-const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const suffix = uniqueSuffix();
 const username = `passkey_${suffix}`;
 const password = `passkey browser passphrase ${suffix}`;
 const passkeyName = 'Chromium virtual authenticator';
-const step = (what) => console.log(`- ${what}`);
-const check = (condition, message) => {
-  if (!condition) throw new Error(message);
-};
 const show = (value) => JSON.stringify(value);
 
 async function api(method, path, body, token) {
@@ -75,10 +67,6 @@ async function api(method, path, body, token) {
 
 const claimsOf = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString('utf8'));
 
-let context;
-let page;
-let profile;
-
 async function credentialsOf(cdp, authenticatorId) {
   const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
   return credentials;
@@ -93,18 +81,9 @@ async function run() {
   const passwordToken = login.body.access_token;
   check(claimsOf(passwordToken).aal === 'aal1', 'a password login is not aal1');
 
-  profile = mkdtempSync(join(tmpdir(), 'tessera-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    // `localhost` is a secure context over plain HTTP and a valid RP id;
-    // pin it to the IPv4 loopback tessera listens on.
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-quic',
-      '--host-resolver-rules=MAP localhost 127.0.0.1'],
-    timeout: STEP_MS,
-  });
-  context.setDefaultTimeout(STEP_MS);
-  page = context.pages()[0] || (await context.newPage());
+  // `localhost` is a secure context over plain HTTP and a valid RP id;
+  // pin it to the IPv4 loopback tessera listens on.
+  const page = await launch({}, ['--host-resolver-rules=MAP localhost 127.0.0.1']);
   page.on('console', (message) => console.log(`  [page] ${message.text()}`));
   await page.route(otherPageUrl, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: pageHtml }));
   await page.route(pageUrl, (route) => route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: pageHtml }));
@@ -114,7 +93,7 @@ async function run() {
   check(await page.evaluate(() => window.isSecureContext), `${origin} is not a secure context`);
   check(await page.evaluate(() => typeof PublicKeyCredential.parseCreationOptionsFromJSON === 'function'),
     'this Chromium lacks the WebAuthn Level 3 JSON helpers');
-  const cdp = await context.newCDPSession(page);
+  const cdp = await browser.context.newCDPSession(page);
   await cdp.send('WebAuthn.enable', { enableUI: false });
   const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
     options: {
@@ -194,17 +173,4 @@ async function run() {
   await page.screenshot({ path: screenshot, fullPage: true });
 }
 
-try {
-  await run();
-  console.log(`screenshot: ${screenshot}`);
-  console.log('passkey: 1 passed, 0 failed');
-  await context?.close().catch(() => {});
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  process.exit(0);
-} catch (error) {
-  console.error(`FAILED: ${error?.stack || error}`);
-  if (page) await page.screenshot({ path: screenshot, fullPage: true }).catch(() => {});
-  console.log('passkey: 0 passed, 1 failed');
-  await context?.close().catch(() => {});
-  process.exit(1);
-}
+await finish('passkey', screenshot, run);

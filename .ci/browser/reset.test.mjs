@@ -10,33 +10,23 @@
 // screenshots/reset.png (also on failure).
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { check, finish, launch, screenshotPath, step, uniqueSuffix } from './harness.mjs';
 
-const STEP_MS = 15_000;
 const base = (process.env.TESSERA_BASE_URL || '').replace(/\/+$/, '');
 const maildir = process.env.TESSERA_MAILDIR || '';
 if (!base || !maildir) {
   console.error('ERROR: set TESSERA_BASE_URL and TESSERA_MAILDIR');
   process.exit(2);
 }
-const here = dirname(fileURLToPath(import.meta.url));
-const shots = resolve(here, 'screenshots');
-const screenshot = join(shots, 'reset.png');
-mkdirSync(shots, { recursive: true });
+const screenshot = screenshotPath('reset');
 
-const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const suffix = uniqueSuffix();
 const username = `reset_${suffix}`;
 const email = `reset_${suffix}@example.com`;
 const oldPassword = `old browser passphrase ${suffix}`;
 const newPassword = `new browser passphrase ${suffix}`;
-const step = (what) => console.log(`- ${what}`);
-const check = (condition, message) => {
-  if (!condition) throw new Error(message);
-};
 
 async function api(method, path, body) {
   const response = await fetch(`${base}${path}`, {
@@ -73,10 +63,6 @@ print(links[-1] if links else "")
   return '';
 }
 
-let context;
-let page;
-let profile;
-
 async function run() {
   step(`register ${username} and ask for a reset`);
   check((await api('POST', '/users', { username, email, password: oldPassword })) === 201, 'registration failed');
@@ -91,16 +77,7 @@ async function run() {
   check(link.startsWith(`${base}/reset-password?token=`), `no reset link arrived (got "${link}")`);
   console.log(`  link: ${link.replace(/token=.*/, 'token=…')}`);
 
-  profile = mkdtempSync(join(tmpdir(), 'tessera-chromium-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    javaScriptEnabled: false,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-quic'],
-    timeout: STEP_MS,
-  });
-  context.setDefaultTimeout(STEP_MS);
-  page = context.pages()[0] || (await context.newPage());
+  const page = await launch({ javaScriptEnabled: false });
 
   step('open the link, type the new password twice, submit');
   const opened = await page.goto(link);
@@ -117,17 +94,4 @@ async function run() {
   check((await api('POST', '/auth/login', { username, password: oldPassword })) === 401, 'the old password still logs in');
 }
 
-try {
-  await run();
-  console.log(`screenshot: ${screenshot}`);
-  console.log('reset: 1 passed, 0 failed');
-  await context?.close().catch(() => {});
-  if (profile) rmSync(profile, { recursive: true, force: true });
-  process.exit(0);
-} catch (error) {
-  console.error(`FAILED: ${error?.stack || error}`);
-  if (page) await page.screenshot({ path: screenshot, fullPage: true }).catch(() => {});
-  console.log('reset: 0 passed, 1 failed');
-  await context?.close().catch(() => {});
-  process.exit(1);
-}
+await finish('reset', screenshot, run);
