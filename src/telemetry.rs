@@ -10,6 +10,8 @@ use tracing::Instrument;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
+mod access;
+
 use crate::metrics::Metrics;
 use crate::settings::{LogFormat, Settings};
 
@@ -55,9 +57,11 @@ pub fn init(settings: &Settings) -> LogGuard {
         // from the queue with one system call when it flushes.
         .finish(std::io::BufWriter::new(std::io::stderr()));
     let dropped = writer.error_counter();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    access::install(writer.clone(), settings.log_format(), ansi);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(writer);
     let _ = match settings.log_format() {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -118,16 +122,19 @@ pub async fn request_id(
         .app_data::<RouteTemplate>()
         .map_or("<unmatched>", |template| template.0);
     let elapsed = started.elapsed();
-    metrics.observe_request(method.as_str(), route, response.status().as_u16(), elapsed);
-    span.in_scope(|| {
-        tracing::info!(
-            %method,
+    let status = response.status().as_u16();
+    metrics.observe_request(method.as_str(), route, status, elapsed);
+    // The access line is the span's: on when the filter lets the request
+    // span (target `tessera::telemetry`, level info) through.
+    if !span.is_disabled() {
+        access::write(&access::Entry {
+            request_id: id.to_str().unwrap_or(""),
+            method: method.as_str(),
             route,
-            status = response.status().as_u16(),
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
-    });
+            status,
+            latency: elapsed,
+        });
+    }
     response.headers_mut().insert(REQUEST_ID, id);
     Ok(response)
 }
