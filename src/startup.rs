@@ -9,9 +9,7 @@ use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::{
-    ErrorHandlerResponse, ErrorHandlers, NormalizePath, TrailingSlash, from_fn,
-};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, from_fn};
 use actix_web::{App, HttpServer, ResponseError, web};
 
 use crate::accounts::Accounts;
@@ -78,7 +76,7 @@ impl Application {
                 .wrap(from_fn(move |req, next| {
                     crate::http::body::bound_request(req, next, max_body)
                 }))
-                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(from_fn(crate::http::path::normalize))
                 .wrap(cors(&allowed_origins))
                 .wrap(ErrorHandlers::new().default_handler(problem_for_bare_errors))
                 .wrap(from_fn(move |req, next| {

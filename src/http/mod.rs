@@ -5,4 +5,5 @@
 
 pub mod body;
 pub mod extract;
+pub mod path;
 pub mod token;
