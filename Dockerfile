@@ -11,6 +11,7 @@ WORKDIR /src
 # Dependencies first, in their own layer: rebuilt only when the lock changes.
 # Cargo.toml names a bench target, so its file must exist (it is not built).
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo ./.cargo
 RUN mkdir src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs benches/crypto.rs \
