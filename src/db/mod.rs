@@ -35,6 +35,22 @@ pub enum DbConnection {
     Postgres(PgConnection),
 }
 
+/// Runs `$body` with `$conn` (a `&mut DbConnection`) bound as `$c` to the
+/// backend's own connection, so that the query is built for that backend
+/// alone. For the hot reads: through the multi-backend connection a query
+/// has no static id, so every execution renders its SQL to find the cached
+/// statement (10 % of the CPU of `GET /users/me`, BENCHMARKS.md); on the
+/// backend's connection a query of fixed shape finds it by type.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
 pub use crate::settings::DatabaseUrl;
 
 impl DatabaseUrl {

@@ -52,11 +52,11 @@ pub fn insert(conn: &mut DbConnection, token: &NewRefreshToken<'_>) -> QueryResu
 }
 
 pub fn find(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<RefreshToken>> {
-    refresh_tokens::table
+    crate::on_backend!(conn, |c| refresh_tokens::table
         .find(token_hash)
         .select(RefreshToken::as_select())
-        .first(conn)
-        .optional()
+        .get_result(c)
+        .optional())
 }
 
 /// Atomically retires `presented_hash` and stores `successor_hash` in its

@@ -31,7 +31,10 @@ pub fn revoke(
 }
 
 pub fn is_revoked(conn: &mut DbConnection, jti: &str) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(revoked_tokens::table.find(jti))).get_result(conn)
+    crate::on_backend!(conn, |c| diesel::select(diesel::dsl::exists(
+        revoked_tokens::table.find(jti)
+    ))
+    .get_result(c))
 }
 
 /// Deletes up to `batch` rows whose token has expired; returns how many went.

@@ -85,12 +85,12 @@ pub fn touch(
 /// Whether the access tokens of session `id` of `user_id` still count: the
 /// session exists and has not ended.
 pub fn is_live(conn: &mut DbConnection, id: &str, user_id: &str) -> QueryResult<bool> {
-    let found: Option<Option<NaiveDateTime>> = sessions::table
+    let found: Option<Option<NaiveDateTime>> = crate::on_backend!(conn, |c| sessions::table
         .find(id)
         .filter(sessions::user_id.eq(user_id))
         .select(sessions::ended_at)
-        .first(conn)
-        .optional()?;
+        .get_result(c)
+        .optional())?;
     Ok(matches!(found, Some(None)))
 }
 

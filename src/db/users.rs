@@ -74,15 +74,14 @@ impl Taken {
     }
 }
 
-/// By primary key. Without `.first()`'s bound `LIMIT ?`: SQLite's planner
-/// reads bound LIMIT values, so each execution re-prepared the cached
-/// statement (40 % of a `GET /users/me` under load, see BENCHMARKS.md).
+/// By primary key: the read of `GET /users/me` and of every
+/// logout-sensitive route, so built per backend ([`crate::on_backend`]).
 pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
-    users::table
+    crate::on_backend!(conn, |c| users::table
         .find(id)
         .select(User::as_select())
-        .get_result(conn)
-        .optional()
+        .get_result(c)
+        .optional())
 }
 
 /// By username, lower-cased.
@@ -217,7 +216,10 @@ pub fn page(
 /// How many users there are: one row kept by triggers on `users` (see the
 /// `user_count` migration), not a count of the table.
 pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
-    user_count::table.find(1).select(user_count::n).first(conn)
+    crate::on_backend!(conn, |c| user_count::table
+        .find(1)
+        .select(user_count::n)
+        .get_result(c))
 }
 
 #[derive(AsChangeset, Default)]
