@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Two tessera binaries side by side: the same light and database cases against
+# each, interleaved round by round, so that the machine's noise hits both
+# alike. For a before/after of a change: build the old commit's binary
+# somewhere, then
+#
+#   bash bench/ab.sh OLD_BINARY NEW_BINARY
+#
+# Each binary runs with the shipped defaults (access log on), on its own fresh
+# SQLite file seeded with the same users through POST /users, as
+# bench/load.sh starts it (HS256, raised login throttles). Cases: GET /healthz,
+# GET /auth/verify, GET /users/me, GET /users?limit=20, each `wrk -t2 -c64`
+# for BENCH_DURATION (5) seconds, BENCH_ROUNDS (3) rounds, the order of the
+# two binaries swapped every round. Reported per case: the mean req/s of each,
+# the ratio new/old, and the server's CPU time (user + system, its log writer
+# thread included) per request, the steadier figure on a shared machine.
+#
+# Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_USERS (100),
+# BENCH_CONNECTIONS, BENCH_THREADS; BENCH_OUT (target/bench-ab.txt). Server
+# settings pass through, e.g. TESSERA__LOG__FORMAT=json for production's log.
+set -euo pipefail
+
+bench_name=ab
+BENCH_DURATION=${BENCH_DURATION:-5}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+(($# == 2)) || fail "usage: bash bench/ab.sh OLD_BINARY NEW_BINARY"
+binaries=("$1" "$2")
+for binary in "${binaries[@]}"; do
+  [ -x "$binary" ] || fail "$binary is not an executable"
+done
+rounds=${BENCH_ROUNDS:-3}
+users=${BENCH_USERS:-100}
+ticks=$(getconf CLK_TCK)
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+declare -A server_pid base_url token
+for i in 0 1; do
+  name=$([ "$i" = 0 ] && echo old || echo new)
+  mkdir -p "$tmp/$name"
+  port=$(free_port)
+  tessera=${binaries[$i]}
+  log "[$name] starting $tessera on port $port"
+  start_tessera "$name" "sqlite://$tmp/$name/tessera.db" "$port" "" "$tmp/$name/tessera.log"
+  server_pid[$name]=$pid
+  base_url[$name]=http://127.0.0.1:$port
+  base=${base_url[$name]}
+  log "[$name] seeding $users users through POST /users"
+  {
+    printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
+    printf 'data = "{\\"username\\":\\"bench\\",\\"email\\":\\"bench@example.com\\",\\"password\\":\\"%s\\"}"\n' "$password"
+    printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
+    for u in $(seq 1 "$((users - 1))"); do
+      echo next
+      printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
+      printf 'data = "{\\"username\\":\\"user%05d\\",\\"email\\":\\"user%05d@example.com\\",\\"password\\":\\"%s\\"}"\n' "$u" "$u" "$password"
+      printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
+    done
+  } >"$tmp/seed-$name.curl"
+  created=$(curl -sS --no-progress-meter -Z --parallel-max "$((cores * 2))" -K "$tmp/seed-$name.curl" | grep -c '^201$' || true)
+  ((created == users)) || fail "[$name] seeding: $created of $users users created"
+  token[$name]=$(curl -fsS -X POST "$base/auth/login" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  [ -n "${token[$name]}" ] || fail "[$name] login of the bench user failed"
+done
+
+cases=(healthz verify me list)
+declare -A path=([healthz]=/healthz [verify]=/auth/verify [me]=/users/me [list]='/users?limit=20')
+cpu=$tmp/cpu  # case name ticks requests
+: >"$cpu"
+for round in $(seq 1 "$rounds"); do
+  order=(old new)
+  ((round % 2 == 0)) && order=(new old)
+  for case in "${cases[@]}"; do
+    for name in "${order[@]}"; do
+      log "round $round/$rounds: $case ($name)"
+      before=$(cpu_ticks "${server_pid[$name]}")
+      run_wrk "$case" "$name" "$tmp/get.lua" "${base_url[$name]}${path[$case]}" \
+        -H "Authorization: Bearer ${token[$name]}"
+      after=$(cpu_ticks "${server_pid[$name]}")
+      echo "$case $name $((after - before)) $(awk -v c="$case" -v n="$name" '$1 == c && $2 == n { r = $6 } END { print r }' "$results")" >>"$cpu"
+    done
+  done
+done
+
+{
+  echo "# bench/ab.sh: $rounds rounds of ${duration}s, wrk -t$threads -c$connections, SQLite, $users users, log.level=info, log.format=${TESSERA__LOG__FORMAT:-text (the development default)}"
+  echo "# old: ${binaries[0]}"
+  echo "# new: ${binaries[1]}"
+  echo "# load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  echo "| case | old req/s | new req/s | new/old | old CPU µs/req | new CPU µs/req | new/old |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
+  for case in "${cases[@]}"; do
+    awk -v c="$case" -v t="$ticks" -v res="$results" '
+      BEGIN {
+        while ((getline line < res) > 0) {
+          split(line, f, " ")
+          if (f[1] == c) { rps[f[2]] += f[3]; n[f[2]]++ }
+        }
+      }
+      $1 == c { ticks[$2] += $3; reqs[$2] += $4 }
+      END {
+        o = rps["old"] / n["old"]; w = rps["new"] / n["new"]
+        co = ticks["old"] / t * 1e6 / reqs["old"]; cw = ticks["new"] / t * 1e6 / reqs["new"]
+        printf "| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f |\n", c, o, w, w / o, co, cw, cw / co
+      }' "$cpu"
+  done
+} | tee "$out"
+log "summary written to $out"
