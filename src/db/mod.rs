@@ -12,6 +12,7 @@ pub mod revocations;
 pub mod schema;
 pub mod service_clients;
 pub mod sessions;
+pub mod timestamp;
 pub mod users;
 
 use std::time::{Duration, Instant};

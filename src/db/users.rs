@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConnection;
 use super::schema::{user_count, users};
+use super::timestamp::Stamp;
 use crate::domain::UserCursor;
 
 /// A stored user. `password_hash` is a PHC string and never leaves the
@@ -20,8 +21,11 @@ pub struct User {
     pub email_lower: Option<String>,
     pub password_hash: String,
     pub role: String,
+    #[diesel(deserialize_as = Stamp)]
     pub tokens_valid_after: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub created_at: NaiveDateTime,
+    #[diesel(deserialize_as = Stamp)]
     pub updated_at: NaiveDateTime,
     /// False for a disabled account (by an admin, or imported from Django
     /// with `is_active = false`): it cannot log in, refresh, exchange a
