@@ -48,22 +48,8 @@ for i in 0 1; do
   base_url[$name]=http://127.0.0.1:$port
   base=${base_url[$name]}
   log "[$name] seeding $users users through POST /users"
-  {
-    printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
-    printf 'data = "{\\"username\\":\\"bench\\",\\"email\\":\\"bench@example.com\\",\\"password\\":\\"%s\\"}"\n' "$password"
-    printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
-    for u in $(seq 1 "$((users - 1))"); do
-      echo next
-      printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
-      printf 'data = "{\\"username\\":\\"user%05d\\",\\"email\\":\\"user%05d@example.com\\",\\"password\\":\\"%s\\"}"\n' "$u" "$u" "$password"
-      printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
-    done
-  } >"$tmp/seed-$name.curl"
-  created=$(curl -sS --no-progress-meter -Z --parallel-max "$((cores * 2))" -K "$tmp/seed-$name.curl" | grep -c '^201$' || true)
-  ((created == users)) || fail "[$name] seeding: $created of $users users created"
-  token[$name]=$(curl -fsS -X POST "$base/auth/login" -H 'Content-Type: application/json' \
-    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-  [ -n "${token[$name]}" ] || fail "[$name] login of the bench user failed"
+  seed_users "$base" "$users"
+  token[$name]=$(bench_token "$base")
 done
 
 cases=(healthz verify me list)

@@ -1,4 +1,4 @@
-# Shared by the benchmark scripts (bench/load.sh, bench/scale.sh): settings,
+# Shared by the benchmark scripts (bench/load.sh, bench/ab.sh, bench/scale.sh): settings,
 # messages, tools, clean-up, the release build, wrk scripts and the result
 # table. Sourced, not run; the sourcing script sets `bench_name` first.
 
@@ -202,6 +202,35 @@ start_tessera() {
   pid=$!
   pids+=("$pid")
   wait_ready "http://127.0.0.1:$3/healthz" "$pid" || { cat "$5" >&2; fail "tessera ($1) did not start"; }
+}
+
+# seed_users BASE N: registers the `bench` user and N-1 others (user00001...)
+# through POST /users, in parallel (Argon2id each); fails unless all N are created.
+seed_users() {
+  local base=$1 users=$2 created file
+  file=$(mktemp "$tmp/seed.XXXXXX")
+  {
+    printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
+    printf 'data = "{\\"username\\":\\"bench\\",\\"email\\":\\"bench@example.com\\",\\"password\\":\\"%s\\"}"\n' "$password"
+    printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
+    for i in $(seq 1 "$((users - 1))"); do
+      echo next
+      printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
+      printf 'data = "{\\"username\\":\\"user%05d\\",\\"email\\":\\"user%05d@example.com\\",\\"password\\":\\"%s\\"}"\n' "$i" "$i" "$password"
+      printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
+    done
+  } >"$file"
+  created=$(curl -sS --no-progress-meter -Z --parallel-max "$((cores * 2))" -K "$file" | grep -c '^201$' || true)
+  ((created == users)) || fail "seeding $base: $created of $users users created"
+}
+
+# bench_token BASE: logs the `bench` user in and prints its access token.
+bench_token() {
+  local token
+  token=$(curl -fsS -X POST "$1/auth/login" -H 'Content-Type: application/json' \
+    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  [ -n "$token" ] || fail "login of the bench user at $1 failed"
+  echo "$token"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }

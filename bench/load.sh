@@ -119,26 +119,8 @@ bench_backend() { # backend database-url
   extra "$backend" idle_rss_kib "$(kib "$pid" VmRSS)"
 
   log "[$backend] seeding $users users through POST /users (Argon2id each)"
-  curl -fsS -o /dev/null -X POST "$base/users" -H 'Content-Type: application/json' \
-    -d "{\"username\":\"bench\",\"email\":\"bench@example.com\",\"password\":\"$password\"}" \
-    || fail "registering the bench user failed"
-  {
-    for i in $(seq 1 "$((users - 1))"); do
-      ((i == 1)) || echo next
-      printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
-      printf 'data = "{\\"username\\":\\"user%05d\\",\\"email\\":\\"user%05d@example.com\\",\\"password\\":\\"%s\\"}"\n' "$i" "$i" "$password"
-      printf 'output = "/dev/null"\nwrite-out = "%%{http_code}\\n"\n'
-    done
-  } >"$tmp/seed.curl"
-  if ((users > 1)); then
-    local created
-    created=$(curl -sS --no-progress-meter -Z --parallel-max "$((cores * 2))" -K "$tmp/seed.curl" | grep -c '^201$' || true)
-    ((created == users - 1)) || fail "seeding: $created of $((users - 1)) users created"
-  fi
-
-  token=$(curl -fsS -X POST "$base/auth/login" -H 'Content-Type: application/json' \
-    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-  [ -n "$token" ] || fail "login of the bench user failed"
+  seed_users "$base" "$users"
+  token=$(bench_token "$base")
   extra "$backend" seeded_rss_kib "$(kib "$pid" VmRSS)"
 
   # b) the bare reference handler, started fresh next to this backend's run.

@@ -114,7 +114,9 @@ pub async fn request_id(
         .cloned()
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or(""));
+    // Valid ids (checked or generated) are visible ASCII: this never fails.
+    let id_text = id.to_str().unwrap_or("");
+    let span = tracing::info_span!("request", request_id = id_text);
     let started = Instant::now();
     let mut response = next.call(req).instrument(span.clone()).await?;
     let route = response
@@ -128,7 +130,7 @@ pub async fn request_id(
     // span (target `tessera::telemetry`, level info) through.
     if !span.is_disabled() {
         access::write(&access::Entry {
-            request_id: id.to_str().unwrap_or(""),
+            request_id: id_text,
             method: method.as_str(),
             route,
             status,
