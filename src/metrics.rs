@@ -187,7 +187,7 @@ impl Metrics {
             pool_wait_seconds: histogram(
                 &registry,
                 "tessera_db_pool_wait_seconds",
-                "Time spent waiting for a pooled database connection",
+                "Time a statement waited for a database thread and a pooled connection",
             ),
             legacy_hashes: gauge(
                 &registry,

@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::django;
 use crate::settings::{PasswordSettings, SettingsError};
+use crate::threads::Threads;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -42,7 +43,7 @@ pub struct Verification {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
-    threads: Arc<HashThreads>,
+    threads: Arc<Threads>,
     memory: Arc<Memory>,
     dummy_hash: Arc<str>,
     waiting: Arc<AtomicUsize>,
@@ -71,9 +72,10 @@ impl PasswordHasher {
         )
         .map_err(|e| SettingsError::new("password.argon2_memory_kib", e.to_string()))?;
         drop(startup_memory);
-        let threads = HashThreads::start(concurrency.max(1)).map_err(|e| {
-            SettingsError::new("password", format!("cannot start the hashing threads: {e}"))
-        })?;
+        let threads =
+            Threads::start("tessera-argon2", concurrency, lower_priority).map_err(|e| {
+                SettingsError::new("password", format!("cannot start the hashing threads: {e}"))
+            })?;
         Ok(Self {
             threads: Arc::new(threads),
             memory: Arc::new(Memory::new(params.block_count())),
@@ -150,9 +152,9 @@ impl PasswordHasher {
         .await
     }
 
-    /// Runs `work` on the blocking pool once one of the permits is free. The
-    /// permit moves into the blocking task, so even if the request is
-    /// dropped the bound holds until the hash actually finishes.
+    /// Runs `work` on a hashing thread once one of the permits is free. The
+    /// permit moves into the job, so even if the request is dropped the
+    /// bound holds until the hash actually finishes.
     async fn bounded<T, F>(&self, work: F) -> Result<T, HashError>
     where
         F: FnOnce() -> Result<T, HashError> + Send + 'static,
@@ -165,68 +167,27 @@ impl PasswordHasher {
             .map_err(|e| HashError::Task(e.to_string()))?;
         let span = tracing::Span::current();
         let timer = self.timer.clone();
-        let (done, result) = tokio::sync::oneshot::channel();
-        self.threads.run(Box::new(move || {
-            let _entered = span.enter();
-            let timing = timer.as_ref().map(prometheus::Histogram::start_timer);
-            let outcome = work();
-            // Counted out before the caller hears back, so that what it does
-            // next (a /metrics scrape, another hash) sees this one finished.
-            drop(timing);
-            drop(in_flight);
-            drop(permit);
-            // The caller may have gone (a dropped request): nobody to tell.
-            let _ = done.send(outcome);
-        }))?;
-        result
+        self.threads
+            .call(move || {
+                let _entered = span.enter();
+                let timing = timer.as_ref().map(prometheus::Histogram::start_timer);
+                let outcome = work();
+                // Counted out before the caller hears back, so that what it
+                // does next (a /metrics scrape, another hash) sees this one
+                // finished.
+                drop(timing);
+                drop(in_flight);
+                drop(permit);
+                outcome
+            })
             .await
-            .map_err(|_| HashError::Task("the hashing thread stopped".to_owned()))?
+            .map_err(|e| HashError::Task(e.to_string()))?
     }
 }
 
-/// A hash job for one of the [`HashThreads`].
-type Job = Box<dyn FnOnce() + Send>;
-
-/// The threads that hash: one per permit, at a lower CPU priority (nice 10)
-/// than the HTTP workers, so that on a busy machine a login flood slows
-/// logins, not token verification. They end when the hasher is dropped.
-struct HashThreads {
-    jobs: std::sync::mpsc::Sender<Job>,
-}
-
-impl HashThreads {
-    fn start(count: usize) -> std::io::Result<Self> {
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = Arc::new(std::sync::Mutex::new(queue));
-        for _ in 0..count {
-            let queue = Arc::clone(&queue);
-            std::thread::Builder::new()
-                .name("tessera-argon2".to_owned())
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        // The lock is held only while waiting for the next job.
-                        let job = match queue.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => return,
-                        }
-                    }
-                })?;
-        }
-        Ok(Self { jobs })
-    }
-
-    fn run(&self, job: Job) -> Result<(), HashError> {
-        self.jobs
-            .send(job)
-            .map_err(|_| HashError::Task("the hashing threads stopped".to_owned()))
-    }
-}
-
+/// The hashing threads run at a lower CPU priority (nice 10) than the HTTP
+/// workers, so that on a busy machine a login flood slows logins, not token
+/// verification.
 /// Nice 10 for the calling thread (Linux applies nice per thread); where
 /// that is refused, hashing simply runs at the normal priority.
 fn lower_priority() {

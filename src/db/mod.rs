@@ -186,13 +186,13 @@ impl r2d2::ManageConnection for Manager {
 pub type Pool = r2d2::Pool<Manager>;
 
 /// No connection could be had (pool exhausted or database unreachable), or
-/// the blocking pool refused the work.
+/// the database threads did not finish the work.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     #[error("database connection unavailable: {0}")]
     Unavailable(#[from] r2d2::Error),
-    #[error("blocking task failed: {0}")]
-    Blocking(String),
+    #[error(transparent)]
+    Threads(#[from] crate::threads::NotRun),
 }
 
 /// Builds the pool and checks that one connection can be made, so a bad URL
@@ -230,16 +230,26 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
     Ok(applied.iter().map(ToString::to_string).collect())
 }
 
-/// The pool, and where the time spent waiting for a connection is reported.
+/// The pool, the threads that use it (one per pooled connection, see
+/// [`crate::threads`]), and where the time spent waiting for a connection
+/// is reported.
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    threads: std::sync::Arc<crate::threads::Threads>,
     wait_seconds: Option<prometheus::Histogram>,
 }
 
 impl Database {
-    pub fn new(pool: Pool, wait_seconds: Option<prometheus::Histogram>) -> Self {
-        Self { pool, wait_seconds }
+    /// Starts one database thread per connection the pool may open.
+    pub fn new(pool: Pool, wait_seconds: Option<prometheus::Histogram>) -> std::io::Result<Self> {
+        let count = usize::try_from(pool.max_size()).unwrap_or(1);
+        let threads = crate::threads::Threads::start("tessera-db", count, || {})?;
+        Ok(Self {
+            pool,
+            threads: std::sync::Arc::new(threads),
+            wait_seconds,
+        })
     }
 
     /// Connects (see [`connect`]) and applies the pending migrations; for
@@ -261,7 +271,10 @@ impl Database {
         })
         .await
         .map_err(|e| SettingsError::new("database.url", e.to_string()))??;
-        Ok((Self::new(pool, wait_seconds), applied))
+        let db = Self::new(pool, wait_seconds).map_err(|e| {
+            SettingsError::new("database.pool_size", format!("cannot start threads: {e}"))
+        })?;
+        Ok((db, applied))
     }
 
     /// The pool's size and idle connections, for `/metrics`.
@@ -340,33 +353,36 @@ macro_rules! store_errors {
     )+};
 }
 
-/// Runs blocking diesel work on the blocking thread pool, never on an HTTP
-/// worker, carrying the caller's tracing span. A pool timeout becomes
-/// [`PoolError`], which the HTTP layer answers with 503.
+/// Runs blocking diesel work on one of the database threads, never on an
+/// HTTP worker, carrying the caller's tracing span. Waiting for a thread
+/// and a connection is bounded by `database.connect_timeout_secs`; past it
+/// the answer is [`PoolError`], which the HTTP layer answers with 503.
 pub async fn run<T, E, F>(db: &Database, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: From<PoolError> + Send + 'static,
 {
-    let db = db.clone();
+    let pool = db.pool.clone();
+    let wait_seconds = db.wait_seconds.clone();
     let span = tracing::Span::current();
-    actix_web::rt::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let waiting = std::time::Instant::now();
-        let connection = db.pool.get();
-        if let Some(histogram) = &db.wait_seconds {
-            histogram.observe(waiting.elapsed().as_secs_f64());
-        }
-        let mut conn = connection.map_err(PoolError::from)?;
-        let result = work(&mut conn);
-        if result.is_ok() {
-            conn.alive_at = Instant::now();
-        }
-        result
-    })
-    .await
-    .map_err(|e| PoolError::Blocking(e.to_string()))?
+    db.threads
+        .call_within(pool.connection_timeout(), move |queued| {
+            let _entered = span.enter();
+            let waiting = Instant::now();
+            let connection = pool.get();
+            if let Some(histogram) = &wait_seconds {
+                histogram.observe((queued + waiting.elapsed()).as_secs_f64());
+            }
+            let mut conn = connection.map_err(PoolError::from)?;
+            let result = work(&mut conn);
+            if result.is_ok() {
+                conn.alive_at = Instant::now();
+            }
+            result
+        })
+        .await
+        .map_err(PoolError::from)?
 }
 
 /// Current time, truncated to microseconds: what both backends store, so a

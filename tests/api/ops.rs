@@ -192,6 +192,39 @@ async fn lost_database_answers_503_and_readyz_fails_postgres() {
     );
 }
 
+/// SQLite: while every database thread is held by a write waiting for a
+/// lock, a further request waits `connect_timeout_secs` for a thread, then
+/// answers 503; the writes finish once the lock is gone.
+#[actix_web::test]
+async fn a_request_finding_every_database_thread_busy_answers_503_sqlite() {
+    use diesel::connection::SimpleConnection;
+    use std::time::{Duration, Instant};
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.database.connect_timeout_secs = Secs::new(1).unwrap()
+    })
+    .await;
+    let user = app.user("waiting").await;
+    let mut lock = app.db_conn();
+    lock.batch_execute("BEGIN EXCLUSIVE").unwrap();
+    let threads = app.settings.database.pool_size.get();
+    let names: Vec<String> = (0..threads).map(|i| format!("writer{i}")).collect();
+    let writers = futures_util::future::join_all(names.iter().map(|name| app.register(name)));
+    let (_, (response, waited)) = tokio::join!(writers, async {
+        // Long enough for every write to be waiting on the lock.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let started = Instant::now();
+        let response = app.get("/users/me", Some(&user.tokens.access)).await;
+        let waited = started.elapsed();
+        lock.batch_execute("COMMIT").unwrap();
+        (response, waited)
+    });
+    assert_problem(response, 503, "service_unavailable").await;
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(4)).contains(&waited),
+        "{waited:?}"
+    );
+}
+
 async fn preflight(app: &crate::helpers::TestApp, origin: &str) -> reqwest::Response {
     app.client
         .request(reqwest::Method::OPTIONS, app.url("/users/me"))
