@@ -30,6 +30,8 @@ binaries=("$1" "$2")
 for binary in "${binaries[@]}"; do
   [ -x "$binary" ] || fail "$binary is not an executable"
 done
+# The servers start in directories of their own: absolute paths.
+binaries=("$(realpath "$1")" "$(realpath "$2")")
 rounds=${BENCH_ROUNDS:-3}
 users=${BENCH_USERS:-100}
 ticks=$(getconf CLK_TCK)

@@ -207,7 +207,8 @@ start_tessera() {
 # seed_users BASE N: registers the `bench` user and N-1 others (user00001...)
 # through POST /users, in parallel (Argon2id each); fails unless all N are created.
 seed_users() {
-  local base=$1 users=$2 created file
+  local base=$1 users=$2 created file i
+  ((users >= 1)) || fail "seed_users: at least the bench user is needed (got $users)"
   file=$(mktemp "$tmp/seed.XXXXXX")
   {
     printf 'url = "%s/users"\nheader = "Content-Type: application/json"\n' "$base"
@@ -228,8 +229,8 @@ seed_users() {
 bench_token() {
   local token
   token=$(curl -fsS -X POST "$1/auth/login" -H 'Content-Type: application/json' \
-    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-  [ -n "$token" ] || fail "login of the bench user at $1 failed"
+    -d "{\"username\":\"bench\",\"password\":\"$password\"}" | sed -nE 's/.*"access_token":"([^"]+)".*/\1/p')
+  [ -n "$token" ] || fail "login of the bench user at $1 gave no access token"
   echo "$token"
 }
 

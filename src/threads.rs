@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 /// A unit of work for the threads.
 pub type Job = Box<dyn FnOnce() + Send>;
 
-/// The threads are gone: the set was dropped (shutdown), or a job panicked
-/// before it answered.
+/// The work ended without an answer: it panicked (a bug, reported by the
+/// panic hook), or its thread was gone.
 #[derive(Debug, thiserror::Error)]
 #[error("the {0} threads stopped before the work was done")]
 pub struct Stopped(pub &'static str);

@@ -188,6 +188,7 @@ impl PasswordHasher {
 /// The hashing threads run at a lower CPU priority (nice 10) than the HTTP
 /// workers, so that on a busy machine a login flood slows logins, not token
 /// verification.
+///
 /// Nice 10 for the calling thread (Linux applies nice per thread); where
 /// that is refused, hashing simply runs at the normal priority.
 fn lower_priority() {

@@ -25,6 +25,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::ExposeSecret;
 
 use crate::settings::{DatabaseSettings, SettingsError};
+use crate::threads::NotRun;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -192,7 +193,7 @@ pub enum PoolError {
     #[error("database connection unavailable: {0}")]
     Unavailable(#[from] r2d2::Error),
     #[error(transparent)]
-    Threads(#[from] crate::threads::NotRun),
+    Threads(#[from] NotRun),
 }
 
 /// Builds the pool and checks that one connection can be made, so a bad URL
@@ -366,11 +367,15 @@ where
     let pool = db.pool.clone();
     let wait_seconds = db.wait_seconds.clone();
     let span = tracing::Span::current();
-    db.threads
-        .call_within(pool.connection_timeout(), move |queued| {
+    let timeout = pool.connection_timeout();
+    let outcome = db
+        .threads
+        .call_within(timeout, move |queued| {
             let _entered = span.enter();
             let waiting = Instant::now();
-            let connection = pool.get();
+            // What is left of the wait after the queue, so that the two
+            // together stay within `connect_timeout_secs`.
+            let connection = pool.get_timeout(timeout.saturating_sub(queued));
             if let Some(histogram) = &wait_seconds {
                 histogram.observe((queued + waiting.elapsed()).as_secs_f64());
             }
@@ -381,8 +386,11 @@ where
             }
             result
         })
-        .await
-        .map_err(PoolError::from)?
+        .await;
+    if let (Err(NotRun::Busy { waited, .. }), Some(histogram)) = (&outcome, &db.wait_seconds) {
+        histogram.observe(waited.as_secs_f64());
+    }
+    outcome.map_err(PoolError::from)?
 }
 
 /// Current time, truncated to microseconds: what both backends store, so a
