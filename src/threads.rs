@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// A unit of work for the threads.
-pub type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce() + Send>;
 
 /// The work ended without an answer: it panicked (a bug, reported by the
 /// panic hook), or its thread was gone.
@@ -67,7 +67,7 @@ impl Threads {
     }
 
     /// Queues `job` for the next free thread.
-    pub fn submit(&self, job: Job) -> Result<(), Stopped> {
+    fn submit(&self, job: Job) -> Result<(), Stopped> {
         self.jobs.send(job).map_err(|_| Stopped(self.name))
     }
 
