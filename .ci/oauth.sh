@@ -99,8 +99,10 @@ run_mode() {
   refresh=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["refresh_token"])' "$DIR/login.json")
 
   log "$mode: Authlib: discover, client credentials, introspect, revoke"
-  "$PY" examples/oauth/oauth_client.py --issuer "$base" --client-id "$client_id" \
-    --client-secret "$client_secret" --user-token "$access" --user-refresh "$refresh" ||
+  # `=` joins each value to its option: a random secret or refresh token may
+  # begin with `-`, which argparse would take for an option.
+  "$PY" examples/oauth/oauth_client.py --issuer="$base" --client-id="$client_id" \
+    --client-secret="$client_secret" --user-token="$access" --user-refresh="$refresh" ||
     { tail -30 "$DIR/tessera.log" >&2; fail "$mode: the OAuth client disagreed with tessera"; }
 
   kill "$PID" 2>/dev/null || true
