@@ -614,15 +614,21 @@ fn user_disable_names_an_unknown_user() {
     );
 }
 
-/// Runs `tessera serve` with `log.format = FORMAT`, sends `GET /healthz`
-/// (with a request id) and `GET /users/x` (no token: 401), stops it with
-/// SIGTERM, and returns everything it logged: the lines still queued for
-/// the log writer at the stop must come out too.
-fn access_log_of_a_served_run(format: &str) -> Vec<String> {
-    use std::io::{BufRead, BufReader, Read};
-    let dir = tempfile::tempdir().unwrap();
+/// A `tessera serve` logging at `info` in `format`, on a free port, with
+/// its stderr read line by line.
+struct Served {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    reading: std::thread::JoinHandle<()>,
+    port: u16,
+    /// The lines read until it listened.
+    logged: Vec<String>,
+}
+
+fn serve_logging(dir: &std::path::Path, format: &str) -> Served {
+    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
         .env("TESSERA__LOG__FORMAT", format)
         .env("TESSERA__LOG__LEVEL", "info")
@@ -659,25 +665,73 @@ fn access_log_of_a_served_run(format: &str) -> Vec<String> {
             break port;
         }
     };
-    for request in [
-        "GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: access-log-test-1\r\nConnection: close\r\n\r\n",
-        "GET /users/x HTTP/1.1\r\nHost: t\r\nX-Request-Id: access-log-test-2\r\nConnection: close\r\n\r\n",
-    ] {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    Served {
+        child,
+        lines,
+        reading,
+        port,
+        logged,
+    }
+}
+
+impl Served {
+    /// `GET path` with `X-Request-Id: id`, on a connection of its own.
+    fn get(&self, path: &str, id: &str) {
+        use std::io::Read;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+        );
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
     }
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(child.wait().unwrap().success(), "a clean stop");
-    reading.join().unwrap();
-    logged.extend(lines.try_iter());
-    logged
+
+    /// Stops it with SIGTERM (a clean stop) and returns everything it logged.
+    fn stop(mut self) -> Vec<String> {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        assert!(self.child.wait().unwrap().success(), "a clean stop");
+        self.reading.join().unwrap();
+        self.logged.extend(self.lines.try_iter());
+        self.logged
+    }
+}
+
+/// Runs `tessera serve` with `log.format = FORMAT`, sends `GET /healthz`
+/// (with a request id) and `GET /users/x` (no token: 401), stops it with
+/// SIGTERM, and returns everything it logged: the lines not yet written
+/// out at the stop must come out too.
+fn access_log_of_a_served_run(format: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_logging(dir.path(), format);
+    served.get("/healthz", "access-log-test-1");
+    served.get("/users/x", "access-log-test-2");
+    served.stop()
+}
+
+#[test]
+fn access_lines_come_out_while_the_server_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = serve_logging(dir.path(), "text");
+    served.get("/healthz", "access-log-live-1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let line = served
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the access line is written out within seconds, without a stop");
+        let written = line.contains("access-log-live-1");
+        served.logged.push(line);
+        if written {
+            break;
+        }
+    }
+    served.stop();
 }
 
 #[test]
