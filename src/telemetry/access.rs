@@ -268,6 +268,12 @@ fn push_quoted(buffer: &mut Vec<u8>, text: &str) {
 
 /// `text` with `"`, `\` and control characters escaped as JSON does.
 fn push_escaped(buffer: &mut Vec<u8>, text: &str) {
+    let needs_escape = |byte: &u8| matches!(*byte, b'"' | b'\\' | 0..=0x1f | 0x7f);
+    if !text.as_bytes().iter().any(needs_escape) {
+        // Request ids, methods and route templates: copied in one go.
+        buffer.extend_from_slice(text.as_bytes());
+        return;
+    }
     for &byte in text.as_bytes() {
         match byte {
             b'"' => buffer.extend_from_slice(b"\\\""),
