@@ -268,26 +268,34 @@ fn push_quoted(buffer: &mut Vec<u8>, text: &str) {
 
 /// `text` with `"`, `\` and control characters escaped as JSON does.
 fn push_escaped(buffer: &mut Vec<u8>, text: &str) {
-    let needs_escape = |byte: &u8| matches!(*byte, b'"' | b'\\' | 0..=0x1f | 0x7f);
-    if !text.as_bytes().iter().any(needs_escape) {
-        // Request ids, methods and route templates: copied in one go.
-        buffer.extend_from_slice(text.as_bytes());
-        return;
+    let mut rest = text.as_bytes();
+    // Runs with nothing to escape (the whole of a request id, a method or a
+    // route template) are copied in one go.
+    while let Some(at) = rest.iter().position(|&byte| needs_escape(byte)) {
+        buffer.extend_from_slice(&rest[..at]);
+        push_escape(buffer, rest[at]);
+        rest = &rest[at + 1..];
     }
-    for &byte in text.as_bytes() {
-        match byte {
-            b'"' => buffer.extend_from_slice(b"\\\""),
-            b'\\' => buffer.extend_from_slice(b"\\\\"),
-            b'\n' => buffer.extend_from_slice(b"\\n"),
-            b'\r' => buffer.extend_from_slice(b"\\r"),
-            b'\t' => buffer.extend_from_slice(b"\\t"),
-            0..=0x1f | 0x7f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                buffer.extend_from_slice(b"\\u00");
-                buffer.push(HEX[usize::from(byte >> 4)]);
-                buffer.push(HEX[usize::from(byte & 0xf)]);
-            }
-            _ => buffer.push(byte),
+    buffer.extend_from_slice(rest);
+}
+
+fn needs_escape(byte: u8) -> bool {
+    matches!(byte, b'"' | b'\\' | 0..=0x1f | 0x7f)
+}
+
+/// The JSON escape of a byte that [`needs_escape`].
+fn push_escape(buffer: &mut Vec<u8>, byte: u8) {
+    match byte {
+        b'"' => buffer.extend_from_slice(b"\\\""),
+        b'\\' => buffer.extend_from_slice(b"\\\\"),
+        b'\n' => buffer.extend_from_slice(b"\\n"),
+        b'\r' => buffer.extend_from_slice(b"\\r"),
+        b'\t' => buffer.extend_from_slice(b"\\t"),
+        _ => {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            buffer.extend_from_slice(b"\\u00");
+            buffer.push(HEX[usize::from(byte >> 4)]);
+            buffer.push(HEX[usize::from(byte & 0xf)]);
         }
     }
 }
