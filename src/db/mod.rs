@@ -75,11 +75,24 @@ impl DatabaseUrl {
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
                 Ok(DbConnection::Sqlite(conn))
             }
-            DatabaseUrl::Postgres(url) => PgConnection::establish(url.expose_secret())
-                .map(DbConnection::Postgres)
-                .map_err(|error| redact_connection_error(error, url.expose_secret())),
+            DatabaseUrl::Postgres(url) => {
+                init_libpq();
+                PgConnection::establish(url.expose_secret())
+                    .map(DbConnection::Postgres)
+                    .map_err(|error| redact_connection_error(error, url.expose_secret()))
+            }
         }
     }
+}
+
+/// Initialises the OpenSSL that libpq is linked with, without the exit
+/// handler OpenSSL otherwise registers: at process exit that handler frees
+/// OpenSSL's global state while other threads (pooled connections, the
+/// database threads) may still use it, a double free or a crash after the
+/// work is done. Idempotent; call it before the process's first PostgreSQL
+/// connection, since the first initialisation decides.
+pub fn init_libpq() {
+    openssl_sys::init();
 }
 
 /// libpq quotes parts of a malformed URL in its messages; the password must

@@ -80,6 +80,7 @@ impl TestDb {
                     "TESSERA_TEST_POSTGRES_URL must name a PostgreSQL server for the postgres tests",
                 );
                 let name = format!("tessera_test_{}", uuid::Uuid::new_v4().simple());
+                tessera::db::init_libpq();
                 let mut conn = PgConnection::establish(&admin_url).unwrap_or_else(|e| {
                     panic!("cannot reach PostgreSQL at TESSERA_TEST_POSTGRES_URL: {e}")
                 });
