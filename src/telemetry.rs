@@ -6,11 +6,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use tracing::Instrument;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 mod access;
+mod events;
 
 use crate::metrics::Metrics;
 use crate::settings::{LogFormat, Settings};
@@ -59,12 +59,17 @@ pub fn init(settings: &Settings) -> LogGuard {
     let dropped = writer.error_counter();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     access::install(writer.clone(), settings.log_format(), ansi);
+    let format = settings.log_format();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(writer);
-    let _ = match settings.log_format() {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        .with_writer(writer)
+        .event_format(events::Events { format });
+    let _ = match format {
+        // Span fields (a library's spans) as JSON objects, for `spans`.
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .try_init(),
         LogFormat::Text => builder.try_init(),
     };
     LogGuard {
@@ -99,9 +104,43 @@ fn new_request_id() -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Gives every request an id (echoed when the client's is valid), runs it in
-/// a span carrying that id, sets `X-Request-Id` on the response, and logs one
-/// line per request with route template, status and latency.
+tokio::task_local! {
+    /// The id of the request being served: set while its handler runs, and
+    /// on the database and hashing threads while they work for it.
+    static CURRENT_REQUEST: HeaderValue;
+}
+
+/// The request the current code works for, if any: taken on the request's
+/// task ([`RequestScope::current`]) and carried onto the thread that does
+/// blocking work for it ([`RequestScope::run`]), so that what is logged
+/// there names the request too.
+#[derive(Default)]
+pub struct RequestScope(Option<HeaderValue>);
+
+impl RequestScope {
+    pub fn current() -> Self {
+        Self(CURRENT_REQUEST.try_with(HeaderValue::clone).ok())
+    }
+
+    /// Runs `work` as part of this request.
+    pub fn run<R>(self, work: impl FnOnce() -> R) -> R {
+        match self.0 {
+            Some(id) => CURRENT_REQUEST.sync_scope(id, work),
+            None => work(),
+        }
+    }
+}
+
+/// Calls `f` with the id of the request the current code works for.
+fn with_request_id<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    let id = CURRENT_REQUEST.try_with(HeaderValue::clone).ok();
+    f(id.as_ref().and_then(|id| id.to_str().ok()))
+}
+
+/// Gives every request an id (echoed when the client's is valid), serves it
+/// with that id in scope ([`RequestScope`]), sets `X-Request-Id` on the
+/// response, and logs one line per request with route template, status and
+/// latency.
 pub async fn request_id(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -114,11 +153,11 @@ pub async fn request_id(
         .cloned()
         .unwrap_or_else(new_request_id);
     let method = req.method().clone();
-    // Valid ids (checked or generated) are visible ASCII: this never fails.
-    let id_text = id.to_str().unwrap_or("");
-    let span = tracing::info_span!("request", request_id = id_text);
     let started = Instant::now();
-    let mut response = next.call(req).instrument(span.clone()).await?;
+    let mut call = std::pin::pin!(CURRENT_REQUEST.scope(id, next.call(req)));
+    let mut response = call.as_mut().await?;
+    // The scope hands its value back between polls and after the last.
+    let id = call.take_value().unwrap_or_else(new_request_id);
     let route = response
         .request()
         .app_data::<RouteTemplate>()
@@ -126,11 +165,12 @@ pub async fn request_id(
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     metrics.observe_request(method.as_str(), route, status, elapsed);
-    // The access line is the span's: on when the filter lets the request
-    // span (target `tessera::telemetry`, level info) through.
-    if !span.is_disabled() {
+    // On when the filter lets target `tessera::telemetry` through at info
+    // (the target and level of the request span this line once belonged to).
+    if tracing::enabled!(target: "tessera::telemetry", tracing::Level::INFO) {
         access::write(&access::Entry {
-            request_id: id_text,
+            // Valid ids (checked or generated) are visible ASCII.
+            request_id: id.to_str().unwrap_or(""),
             method: method.as_str(),
             route,
             status,
@@ -155,6 +195,23 @@ mod tests {
             assert_eq!(parsed.hyphenated().to_string(), id.to_str().unwrap());
             assert!(is_valid_request_id(id.as_bytes()));
         }
+    }
+
+    #[test]
+    fn the_request_scope_carries_the_id_onto_another_thread() {
+        let id = HeaderValue::from_static("scope-test");
+        let scope = CURRENT_REQUEST.sync_scope(id, RequestScope::current);
+        let seen =
+            std::thread::spawn(move || scope.run(|| with_request_id(|id| id.map(str::to_owned))))
+                .join()
+                .unwrap();
+        assert_eq!(seen.as_deref(), Some("scope-test"));
+    }
+
+    #[test]
+    fn outside_a_request_there_is_no_request_id() {
+        let seen = RequestScope::current().run(|| with_request_id(|id| id.map(str::to_owned)));
+        assert_eq!(seen, None);
     }
 
     #[test]

@@ -677,15 +677,25 @@ fn serve_logging(dir: &std::path::Path, format: &str) -> Served {
 impl Served {
     /// `GET path` with `X-Request-Id: id`, on a connection of its own.
     fn get(&self, path: &str, id: &str) {
+        self.send("GET", path, id, "");
+    }
+
+    /// `method path` with `X-Request-Id: id` and a JSON `body`, on a
+    /// connection of its own; returns the answer.
+    fn send(&self, method: &str, path: &str, id: &str, body: &str) -> String {
         use std::io::Read;
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: {id}\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: t\r\nX-Request-Id: {id}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
         );
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
         assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        answer
     }
 
     /// Stops it with SIGTERM (a clean stop) and returns everything it logged.
@@ -781,6 +791,60 @@ fn the_text_access_log_carries_request_id_method_route_status_and_latency() {
             assert!(line.contains(part), "{line} lacks {part}");
         }
     }
+}
+
+/// Serves the Django fixture's users with `log.format = FORMAT`, logs in
+/// as one whose PBKDF2 hash is upgraded at login (the upgrade is logged on
+/// a database thread) with `X-Request-Id: upgrade-log-test`, and returns
+/// the line that reports the upgrade.
+fn upgrade_line_of_a_served_login(format: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let from = django_fixture();
+    let imported = tessera(dir.path(), &["import", "django", "--from", &from], &[], "");
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let served = serve_logging(dir.path(), format);
+    let answer = served.send(
+        "POST",
+        "/auth/login",
+        "upgrade-log-test",
+        r#"{"username":"pbkdf2_user","password":"pbkdf2 secret 1"}"#,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let logged = served.stop();
+    logged
+        .iter()
+        .find(|line| line.contains("password hash upgraded"))
+        .unwrap_or_else(|| panic!("no upgrade line in {logged:#?}"))
+        .clone()
+}
+
+#[test]
+fn a_text_line_logged_for_a_request_names_the_request_id() {
+    let line = upgrade_line_of_a_served_login("text");
+    assert!(
+        line.contains(
+            " INFO request{request_id=\"upgrade-log-test\"}: tessera::auth::sessions: \
+             password hash upgraded to the configured cost user_id="
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_json_line_logged_for_a_request_names_the_request_id() {
+    let line: serde_json::Value =
+        serde_json::from_str(&upgrade_line_of_a_served_login("json")).unwrap();
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(line["timestamp"].is_string(), "{line}");
+    assert_eq!(
+        line["message"], "password hash upgraded to the configured cost",
+        "{line}"
+    );
+    assert!(line["user_id"].is_string(), "{line}");
+    assert_eq!(line["target"], "tessera::auth::sessions", "{line}");
+    let span = serde_json::json!({"request_id": "upgrade-log-test", "name": "request"});
+    assert_eq!(line["span"], span, "{line}");
+    assert_eq!(line["spans"], serde_json::json!([span]), "{line}");
 }
 
 /// One HTTP/1.1 request on a new connection, sent whole; the response is

@@ -165,20 +165,21 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|e| HashError::Task(e.to_string()))?;
-        let span = tracing::Span::current();
+        let request = crate::telemetry::RequestScope::current();
         let timer = self.timer.clone();
         self.threads
             .call(move || {
-                let _entered = span.enter();
-                let timing = timer.as_ref().map(prometheus::Histogram::start_timer);
-                let outcome = work();
-                // Counted out before the caller hears back, so that what it
-                // does next (a /metrics scrape, another hash) sees this one
-                // finished.
-                drop(timing);
-                drop(in_flight);
-                drop(permit);
-                outcome
+                request.run(|| {
+                    let timing = timer.as_ref().map(prometheus::Histogram::start_timer);
+                    let outcome = work();
+                    // Counted out before the caller hears back, so that what it
+                    // does next (a /metrics scrape, another hash) sees this one
+                    // finished.
+                    drop(timing);
+                    drop(in_flight);
+                    drop(permit);
+                    outcome
+                })
             })
             .await
             .map_err(|e| HashError::Task(e.to_string()))?

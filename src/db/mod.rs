@@ -379,25 +379,26 @@ where
 {
     let pool = db.pool.clone();
     let wait_seconds = db.wait_seconds.clone();
-    let span = tracing::Span::current();
+    let request = crate::telemetry::RequestScope::current();
     let timeout = pool.connection_timeout();
     let outcome = db
         .threads
         .call_within(timeout, move |queued| {
-            let _entered = span.enter();
-            let waiting = Instant::now();
-            // What is left of the wait after the queue, so that the two
-            // together stay within `connect_timeout_secs`.
-            let connection = pool.get_timeout(timeout.saturating_sub(queued));
-            if let Some(histogram) = &wait_seconds {
-                histogram.observe((queued + waiting.elapsed()).as_secs_f64());
-            }
-            let mut conn = connection.map_err(PoolError::from)?;
-            let result = work(&mut conn);
-            if result.is_ok() {
-                conn.alive_at = Instant::now();
-            }
-            result
+            request.run(|| {
+                let waiting = Instant::now();
+                // What is left of the wait after the queue, so that the two
+                // together stay within `connect_timeout_secs`.
+                let connection = pool.get_timeout(timeout.saturating_sub(queued));
+                if let Some(histogram) = &wait_seconds {
+                    histogram.observe((queued + waiting.elapsed()).as_secs_f64());
+                }
+                let mut conn = connection.map_err(PoolError::from)?;
+                let result = work(&mut conn);
+                if result.is_ok() {
+                    conn.alive_at = Instant::now();
+                }
+                result
+            })
         })
         .await;
     if let (Err(NotRun::Busy { waited, .. }), Some(histogram)) = (&outcome, &db.wait_seconds) {
