@@ -12,6 +12,7 @@ WORKDIR /src
 # Cargo.toml names a bench target, so its file must exist (it is not built).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo ./.cargo
+COPY crates ./crates
 RUN mkdir src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs benches/crypto.rs \
