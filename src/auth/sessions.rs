@@ -1021,20 +1021,20 @@ pub fn check_not_revoked(
     conn: &mut DbConnection,
     claims: &Claims,
 ) -> Result<users::User, AccessError> {
-    let user = users::find(conn, &claims.sub)?.ok_or(AccessError::UserGone)?;
-    let valid_after = DateTime::<Utc>::from_naive_utc_and_offset(user.tokens_valid_after, Utc);
+    let check = users::find_for_access(conn, &claims.sub, &claims.jti, claims.sid.as_deref())?
+        .ok_or(AccessError::UserGone)?;
+    let valid_after =
+        DateTime::<Utc>::from_naive_utc_and_offset(check.user.tokens_valid_after, Utc);
     // A token from the revocation's own millisecond is refused: tokens issued
     // after it are stamped later (`new_token_id_after`).
-    if claims.issued_at() <= valid_after || revocations::is_revoked(conn, &claims.jti)? {
+    if claims.issued_at() <= valid_after || check.revoked {
         return Err(AccessError::Revoked);
     }
     // An ended (or pruned) session takes its access tokens with it.
-    if let Some(sid) = &claims.sid
-        && !sessions::is_live(conn, sid, &claims.sub)?
-    {
+    if claims.sid.is_some() && !check.session_live {
         return Err(AccessError::Revoked);
     }
-    Ok(user)
+    Ok(check.user)
 }
 
 /// The revocation check of a service token: its client still exists and

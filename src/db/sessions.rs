@@ -82,18 +82,6 @@ pub fn touch(
     Ok(())
 }
 
-/// Whether the access tokens of session `id` of `user_id` still count: the
-/// session exists and has not ended.
-pub fn is_live(conn: &mut DbConnection, id: &str, user_id: &str) -> QueryResult<bool> {
-    let found: Option<Option<NaiveDateTime>> = crate::on_backend!(conn, |c| sessions::table
-        .find(id)
-        .filter(sessions::user_id.eq(user_id))
-        .select(sessions::ended_at)
-        .get_result(c)
-        .optional())?;
-    Ok(matches!(found, Some(None)))
-}
-
 /// Marks session `id` ended (if it was not already).
 pub fn end(conn: &mut DbConnection, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(

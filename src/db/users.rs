@@ -88,6 +88,50 @@ pub fn find(conn: &mut DbConnection, id: &str) -> QueryResult<Option<User>> {
         .optional())
 }
 
+/// What a logout-sensitive request needs to know of its token besides the
+/// claims: the user's row, whether its `jti` was revoked, and whether its
+/// session is live (not ended, and the user's).
+pub struct AccessCheck {
+    pub user: User,
+    pub revoked: bool,
+    pub session_live: bool,
+}
+
+/// The user `id`, with whether token `jti` was revoked and whether session
+/// `sid` is live, in one statement: one round trip to the database on
+/// every logout-sensitive request instead of three. Without a `sid`,
+/// `session_live` is false.
+pub fn find_for_access(
+    conn: &mut DbConnection,
+    id: &str,
+    jti: &str,
+    sid: Option<&str>,
+) -> QueryResult<Option<AccessCheck>> {
+    use super::schema::{revoked_tokens, sessions};
+    use diesel::dsl::exists;
+    // No session has the empty id: without a `sid` the subquery finds none.
+    let sid = sid.unwrap_or("");
+    let found: Option<(User, bool, bool)> = crate::on_backend!(conn, |c| users::table
+        .find(id)
+        .select((
+            User::as_select(),
+            exists(revoked_tokens::table.find(jti)),
+            exists(
+                sessions::table
+                    .find(sid)
+                    .filter(sessions::user_id.eq(id))
+                    .filter(sessions::ended_at.is_null()),
+            ),
+        ))
+        .get_result(c)
+        .optional())?;
+    Ok(found.map(|(user, revoked, session_live)| AccessCheck {
+        user,
+        revoked,
+        session_live,
+    }))
+}
+
 /// By username, lower-cased.
 pub fn find_by_username(
     conn: &mut DbConnection,
