@@ -7,7 +7,8 @@
 #   bash bench/ab.sh OLD_BINARY NEW_BINARY
 #
 # Each binary runs with the shipped defaults (access log on), on its own fresh
-# SQLite file seeded with the same users through POST /users, as
+# SQLite file (or, with BENCH_BACKEND=postgres, its own PostgreSQL database
+# on BENCH_PG_URL, dropped at exit) seeded with the same users through POST /users, as
 # bench/load.sh starts it (HS256, raised login throttles). Cases: GET /healthz,
 # GET /auth/verify, GET /users/me, GET /users?limit=20, each `wrk -t2 -c64`
 # for BENCH_DURATION (5) seconds, BENCH_ROUNDS (3) rounds, the order of the
@@ -15,7 +16,7 @@
 # the ratio new/old, and the server's CPU time (user + system, its log writer
 # thread included) per request, the steadier figure on a shared machine.
 #
-# Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_USERS (100),
+# Environment: BENCH_BACKEND (sqlite), BENCH_DURATION, BENCH_ROUNDS, BENCH_USERS (100),
 # BENCH_CONNECTIONS, BENCH_THREADS; BENCH_OUT (target/bench-ab.txt). Server
 # settings pass through, e.g. TESSERA__LOG__FORMAT=json for production's log.
 set -euo pipefail
@@ -45,7 +46,18 @@ for i in 0 1; do
   port=$(free_port)
   tessera=${binaries[$i]}
   log "[$name] starting $tessera on port $port"
-  start_tessera "$name" "sqlite://$tmp/$name/tessera.db" "$port" "" "$tmp/$name/tessera.log"
+  case ${BENCH_BACKEND:-sqlite} in
+    sqlite) db_url=sqlite://$tmp/$name/tessera.db ;;
+    postgres)
+      db="tessera_ab_${name}_$$"
+      psql -q -X "$pg_url/postgres" -c "CREATE DATABASE \"$db\"" >/dev/null \
+        || fail "cannot create database $db on $pg_url (trust auth, user postgres expected)"
+      pg_db="$pg_db $db"
+      db_url=$pg_url/$db
+      ;;
+    *) fail "BENCH_BACKEND is sqlite or postgres, not ${BENCH_BACKEND}" ;;
+  esac
+  start_tessera "$name" "$db_url" "$port" "" "$tmp/$name/tessera.log"
   server_pid[$name]=$pid
   base_url[$name]=http://127.0.0.1:$port
   base=${base_url[$name]}
@@ -74,7 +86,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 {
-  echo "# bench/ab.sh: $rounds rounds of ${duration}s, wrk -t$threads -c$connections, SQLite, $users users, log.level=info, log.format=${TESSERA__LOG__FORMAT:-text (the development default)}"
+  echo "# bench/ab.sh: $rounds rounds of ${duration}s, wrk -t$threads -c$connections, ${BENCH_BACKEND:-sqlite}, $users users, log.level=info, log.format=${TESSERA__LOG__FORMAT:-text (the development default)}"
   echo "# old: ${binaries[0]}"
   echo "# new: ${binaries[1]}"
   echo "# load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

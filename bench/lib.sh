@@ -45,15 +45,15 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tessera-$bench_name.XXXXXX")
 pids=()
-pg_db=  # a PostgreSQL database to drop at exit
+pg_db=  # PostgreSQL databases (names, space-separated) to drop at exit
 cleanup() {
-  local status=$?
+  local status=$? db
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [ -n "$pg_db" ]; then
-    psql -q -X "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$pg_db\" WITH (FORCE)" >/dev/null 2>&1 \
-      || printf 'WARNING: could not drop database %s\n' "$pg_db" >&2
-  fi
+  for db in $pg_db; do
+    psql -q -X "$pg_url/postgres" -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
+      || printf 'WARNING: could not drop database %s\n' "$db" >&2
+  done
   rm -rf "$tmp"
   exit "$status"
 }
