@@ -234,8 +234,9 @@ fn cors(allowed_origins: &[Origin]) -> Cors {
             header::LOCATION,
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
-            header::HeaderName::from_static("x-user-id"),
-            header::HeaderName::from_static("x-user-role"),
+            crate::routes::auth::X_USER_ID,
+            crate::routes::auth::X_USER_ROLE,
+            crate::routes::auth::X_USER_AAL,
         ])
         .max_age(3600);
     for origin in allowed_origins {

@@ -1,7 +1,7 @@
 //! `/auth/*`: login, legacy-key exchange, refresh, logout, logout-all,
 //! verify, introspect.
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -353,15 +353,22 @@ pub async fn logout_all(
 pub async fn verify(AnyBearer(claims): AnyBearer) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Ok(value) = HeaderValue::from_str(&claims.sub) {
-        response.insert_header(("X-User-Id", value));
+        response.insert_header((X_USER_ID, value));
     }
-    response.insert_header(("X-User-Role", claims.role.as_str()));
+    response.insert_header((X_USER_ROLE, HeaderValue::from_static(claims.role.as_str())));
     if let Ok(value) = HeaderValue::from_str(&claims.aal) {
-        response.insert_header(("X-User-Aal", value));
+        response.insert_header((X_USER_AAL, value));
     }
     response.insert_header((header::CACHE_CONTROL, "no-store"));
     response.json(claims)
 }
+
+/// The headers `GET /auth/verify` answers with, for a gateway's
+/// `auth_request`: the token's `sub`, `role` and `aal`. Names made once,
+/// not parsed from text per request.
+pub const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+pub const X_USER_ROLE: HeaderName = HeaderName::from_static("x-user-role");
+pub const X_USER_AAL: HeaderName = HeaderName::from_static("x-user-aal");
 
 /// The token to introspect (RFC 7662 §2.1).
 #[derive(Deserialize, ToSchema)]

@@ -19,6 +19,7 @@ backend_tests!(
     expired_revocations_and_refresh_tokens_are_pruned,
     cors_preflight_from_an_allowed_origin_is_answered_and_cached,
     cors_gives_nothing_to_an_origin_not_allowed,
+    cors_exposes_the_headers_auth_verify_answers_with,
     metrics_count_requests_by_route_template_and_auth_outcomes,
     head_is_answered_wherever_get_is,
 );
@@ -275,6 +276,31 @@ async fn cors_preflight_from_an_allowed_origin_is_answered_and_cached(backend: B
         .unwrap()
         .to_lowercase();
     assert!(exposed.contains("x-request-id"), "{exposed}");
+}
+
+async fn cors_exposes_the_headers_auth_verify_answers_with(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.cors.allowed_origins = vec![Origin::Exact("https://app.example.com".to_owned())];
+    })
+    .await;
+    let user = app.user("alice").await;
+    let response = app
+        .client
+        .get(app.url("/auth/verify"))
+        .bearer_auth(&user.tokens.access)
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    for name in ["x-user-id", "x-user-role", "x-user-aal"] {
+        assert!(response.headers().contains_key(name), "{name} missing");
+        assert!(exposed.contains(name), "{name} not exposed: {exposed}");
+    }
 }
 
 async fn cors_gives_nothing_to_an_origin_not_allowed(backend: Backend) {
