@@ -12,7 +12,7 @@ use std::path::Path;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, encode};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,8 @@ pub struct KeyRing {
     verification_keys: HashMap<String, DecodingKey>,
     /// The public keys for the JWKS; empty under HS256.
     published: Vec<PublishedJwk>,
-    validation: Validation,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    leeway_secs: u64,
     access_ttl_secs: i64,
     issuer: String,
     audience: String,
@@ -372,12 +373,7 @@ impl KeyRing {
             signing_key,
             verification_keys,
             published,
-            validation: strict_validation(
-                algorithm,
-                rules.issuer,
-                rules.audience,
-                rules.leeway_secs,
-            ),
+            leeway_secs: rules.leeway_secs,
             access_ttl_secs: i64::try_from(rules.access_ttl_secs).unwrap_or(i64::MAX),
             issuer: rules.issuer.to_owned(),
             audience: rules.audience.to_owned(),
@@ -400,7 +396,7 @@ impl KeyRing {
     /// Until when a token with these claims can still verify: `exp` plus the
     /// leeway. A revocation must be kept at least that long.
     pub fn verifiable_until(&self, claims: &Claims) -> DateTime<Utc> {
-        let leeway = i64::try_from(self.validation.leeway).unwrap_or(i64::MAX);
+        let leeway = i64::try_from(self.leeway_secs).unwrap_or(i64::MAX);
         DateTime::from_timestamp(claims.exp.saturating_add(leeway), 0)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
@@ -489,21 +485,62 @@ impl KeyRing {
         Ok((token, claims))
     }
 
+    /// The checks jsonwebtoken's `decode` made with the strict `Validation`
+    /// tessera gave it (kept in this module's tests), at `now` (seconds
+    /// since the epoch): `exp` and `nbf` whole, non-negative seconds; the
+    /// token expired `leeway` seconds after `exp` and valid from `leeway`
+    /// seconds before `nbf`; `iss` and `aud` the configured ones. The other
+    /// registered claims (`iat`, `sub`, `jti`) are required by [`Claims`].
+    fn check_claims(&self, claims: &Claims, now: u64) -> Result<(), TokenError> {
+        let (Ok(exp), Ok(nbf)) = (u64::try_from(claims.exp), u64::try_from(claims.nbf)) else {
+            return Err(TokenError::Invalid);
+        };
+        let leeway = self.leeway_secs;
+        if exp < now.saturating_sub(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if nbf > now.saturating_add(leeway) {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.iss != self.issuer || claims.aud != self.audience {
+            return Err(TokenError::Invalid);
+        }
+        Ok(())
+    }
+
     /// Verifies signature and claims; no database is involved.
+    ///
+    /// Each part of the token is decoded once (jsonwebtoken's `decode`
+    /// parses the header twice and the claims twice, and the `kid` needed
+    /// a third parse of the header): the header for its `kid` and `alg`,
+    /// the signature checked with the key the `kid` names under the
+    /// configured algorithm, the claims read into [`Claims`], which
+    /// requires every registered claim, and checked here
+    /// ([`KeyRing::check_claims`]); a test holds the result to `decode`'s.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
+        // `header.payload.signature`, split at the last dots as jsonwebtoken
+        // splits it.
+        let (message, signature) = token.rsplit_once('.').ok_or(TokenError::Invalid)?;
+        let (header, payload) = message.rsplit_once('.').ok_or(TokenError::Invalid)?;
+        let header: Header = decode_part(header)?;
         let kid = header.kid.ok_or(TokenError::UnknownKey)?;
         let key = self
             .verification_keys
             .get(&kid)
             .ok_or(TokenError::UnknownKey)?;
-        let mut claims = decode::<Claims>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
-                _ => TokenError::Invalid,
-            })?;
+        // The configured algorithm only, whatever the header says (`none`
+        // does not even parse).
+        if header.alg != self.algorithm {
+            return Err(TokenError::Invalid);
+        }
+        let signed =
+            jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, self.algorithm)
+                .map_err(|_| TokenError::Invalid)?;
+        if !signed {
+            return Err(TokenError::Invalid);
+        }
+        let mut claims: Claims = decode_part(payload)?;
+        self.check_claims(&claims, jsonwebtoken::get_current_timestamp())?;
         if claims.role == Role::Service {
             // A service token names its client; the `amr`/`aal` defaults
             // (for user tokens from before v1.1) do not apply to it.
@@ -520,24 +557,12 @@ impl KeyRing {
     }
 }
 
-/// A `Validation` with every field set on purpose.
-fn strict_validation(
-    algorithm: jsonwebtoken::Algorithm,
-    issuer: &str,
-    audience: &str,
-    leeway_secs: u64,
-) -> Validation {
-    let mut validation = Validation::new(algorithm);
-    validation.algorithms = vec![algorithm];
-    validation.leeway = leeway_secs;
-    validation.reject_tokens_expiring_in_less_than = 0;
-    validation.validate_exp = true;
-    validation.validate_nbf = true;
-    validation.validate_aud = true;
-    validation.set_issuer(&[issuer]);
-    validation.set_audience(&[audience]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-    validation
+/// A JSON part of a token (header or claims), base64url without padding.
+fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, TokenError> {
+    let json = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Invalid)?;
+    serde_json::from_slice(&json).map_err(|_| TokenError::Invalid)
 }
 
 /// The HS256 secret: `jwt.secret`, else `jwt.secret_file`, else (outside
@@ -664,6 +689,80 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
 
+    /// The `Validation` jsonwebtoken's `decode` verified tokens with before
+    /// `KeyRing::verify` checked the claims itself: every field set on
+    /// purpose.
+    fn strict_validation(
+        algorithm: jsonwebtoken::Algorithm,
+        issuer: &str,
+        audience: &str,
+        leeway_secs: u64,
+    ) -> jsonwebtoken::Validation {
+        let mut validation = jsonwebtoken::Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.leeway = leeway_secs;
+        validation.reject_tokens_expiring_in_less_than = 0;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation
+    }
+
+    /// `verify` holds claims to what jsonwebtoken's `decode` held them to
+    /// with the strict validation above: the same tokens pass, and the
+    /// same fail for the same reason. Times keep 6 s from the leeway's
+    /// edges, so a second ticking between the two checks changes nothing.
+    #[test]
+    fn verify_agrees_with_jsonwebtokens_decode_on_claims() {
+        let ring = ring();
+        let key = DecodingKey::from_secret(SECRET.as_bytes());
+        let validation = strict_validation(Alg::HS256, "tessera", "tessera", 30);
+        let t = now();
+        let with = |name: &str, value: serde_json::Value| {
+            let mut claims = valid_claims();
+            claims[name] = value;
+            claims
+        };
+        let without = |name: &str| {
+            let mut claims = valid_claims();
+            claims.as_object_mut().unwrap().remove(name);
+            claims
+        };
+        let mut cases = vec![valid_claims()];
+        for exp in [t - 100, t - 36, t - 24, t + 600, -5] {
+            cases.push(with("exp", json!(exp)));
+        }
+        for nbf in [t + 100, t + 36, t + 24, t - 100, -1] {
+            cases.push(with("nbf", json!(nbf)));
+        }
+        cases.push(with("exp", json!(1.0e10)));
+        cases.push(with("exp", json!("never")));
+        cases.push(with("iss", json!("someone-else")));
+        cases.push(with("aud", json!("someone-else")));
+        cases.push(with("aud", json!(["tessera"])));
+        for name in ["exp", "nbf", "iat", "iss", "aud", "sub", "jti"] {
+            cases.push(without(name));
+        }
+        for claims in cases {
+            let token = sign(&claims, SECRET);
+            let ours = ring.verify(&token).map(drop).map_err(|e| format!("{e:?}"));
+            let theirs = jsonwebtoken::decode::<Claims>(&token, &key, &validation)
+                .map(drop)
+                .map_err(|error| {
+                    match error.kind() {
+                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Expired",
+                        jsonwebtoken::errors::ErrorKind::ImmatureSignature => "NotYetValid",
+                        _ => "Invalid",
+                    }
+                    .to_owned()
+                });
+            assert_eq!(ours, theirs, "{claims}");
+        }
+    }
+
     fn ring() -> KeyRing {
         KeyRing::hs256(&[SecretString::from(SECRET)], "tessera", "tessera", 900, 30)
     }
@@ -704,7 +803,7 @@ mod tests {
     #[test]
     fn the_header_names_the_kid_and_typ() {
         let (token, _) = ring().issue_access_token(subject(Role::User)).unwrap();
-        let header = decode_header(&token).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(
             header.kid.as_deref(),
             Some(hmac_kid(SECRET.as_bytes()).as_str())
